@@ -1,0 +1,103 @@
+"""Which bins a command works on: a file list, an id list, count filters, limits.
+
+`select_bins` reads the metadata of every candidate and sorts out the bins that
+cannot be used, each with a reason, so that no bad record is dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pydantic import BaseModel, Field
+
+from bintally.data.abid import IMAGES_DIR, METADATA_DIR, AbidRoot, BadRecord, BinRecord, parse_metadata, read_file_list, read_ids_file
+
+
+class Subset(BaseModel):
+    file_list: str | None = Field(None, description="capstone file_list.json")
+    ids_file: str | None = Field(None, description="one id per line, or a JSON list")
+    counts: tuple[int, int] | None = Field(None, description="inclusive count range")
+    per_count: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)
+
+
+def parse_counts(text: str | None) -> tuple[int, int] | None:
+    """'1-5' -> (1, 5); '3' -> (3, 3)."""
+    if not text:
+        return None
+    low, _, high = text.partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError as exc:
+        raise ValueError(f"--counts must look like 1-5 or 3, got {text!r}") from exc
+    if bounds[0] < 0 or bounds[0] > bounds[1]:
+        raise ValueError(f"--counts range {text!r} is empty or negative")
+    return bounds
+
+
+class Problem(BaseModel):
+    """A bin that was skipped, and why."""
+
+    id: str
+    kind: str
+    detail: str = ""
+
+
+class Selection(BaseModel):
+    records: list[BinRecord]
+    problems: list[Problem]
+
+    def problem_counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for p in self.problems:
+            out[p.kind] += 1
+        return dict(sorted(out.items()))
+
+
+def _candidates(root: AbidRoot, subset: Subset) -> tuple[list[str], list[Problem]]:
+    """Ids that have metadata to read, and problems found from listings alone."""
+    if subset.file_list:
+        wanted = set(read_file_list(subset.file_list, root.endpoint_url))
+    elif subset.ids_file:
+        wanted = set(read_ids_file(subset.ids_file, root.endpoint_url))
+    else:
+        wanted = None
+    if wanted is not None and root.is_remote():
+        # Listing a remote bucket of 500k objects costs more than reading the
+        # wanted metadata; missing objects show up as read errors instead.
+        return sorted(wanted), []
+    images, metadata = root.list_ids(IMAGES_DIR), root.list_ids(METADATA_DIR)
+    universe = wanted if wanted is not None else images | metadata
+    problems = [Problem(id=i, kind="not_in_source", detail="neither image nor metadata") for i in sorted(universe - images - metadata)]
+    problems += [Problem(id=i, kind="image_without_metadata") for i in sorted((universe & images) - metadata)]
+    problems += [Problem(id=i, kind="metadata_without_image") for i in sorted((universe & metadata) - images)]
+    return sorted(universe & images & metadata), problems
+
+
+def select_bins(root: AbidRoot, subset: Subset) -> Selection:
+    ids, problems = _candidates(root, subset)
+    records: list[BinRecord] = []
+    for bin_id, raw in sorted(root.read_many(METADATA_DIR, ids).items()):
+        if isinstance(raw, FileNotFoundError):
+            problems.append(Problem(id=bin_id, kind="missing_metadata", detail=str(raw)))
+        elif isinstance(raw, Exception):
+            problems.append(Problem(id=bin_id, kind="unreadable", detail=f"{type(raw).__name__}: {raw}"))
+        else:
+            try:
+                records.append(parse_metadata(bin_id, raw))
+            except BadRecord as exc:
+                problems.append(Problem(id=bin_id, kind="bad_metadata", detail=str(exc)))
+    if subset.counts:
+        low, high = subset.counts
+        records = [r for r in records if low <= r.count <= high]
+    if subset.per_count:
+        taken: dict[int, int] = defaultdict(int)
+        kept = []
+        for r in records:
+            if taken[r.count] < subset.per_count:
+                taken[r.count] += 1
+                kept.append(r)
+        records = kept
+    if subset.limit:
+        records = records[: subset.limit]
+    return Selection(records=records, problems=problems)

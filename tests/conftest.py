@@ -1,0 +1,59 @@
+"""Fixtures shared by every stage's tests: the real ABID sample and a local S3 endpoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+# The real ABID sample, read in place (CC BY-NC-SA 3.0 US; never copied into the repo).
+ABID = Path(__file__).resolve().parents[2] / "shared" / "abid"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def abid_root() -> Path:
+    assert (ABID / "bin-images").is_dir(), f"the ABID sample is expected at {ABID}"
+    return ABID
+
+
+@pytest.fixture(scope="session")
+def small_manifest(tmp_path_factory, abid_root) -> Path:
+    """A real manifest: 16 bins of each count 1-5 from the sample, split 80/10/10."""
+    from bintally.data.abid import AbidRoot
+    from bintally.data.manifest import build_manifest, write_manifest
+    from bintally.data.subset import Subset
+
+    out = tmp_path_factory.mktemp("manifest") / "small.parquet"
+    build = build_manifest(AbidRoot(str(abid_root)), Subset(counts=(1, 5), per_count=16), seed=0)
+    write_manifest(build, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1, with throwaway credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
