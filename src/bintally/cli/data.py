@@ -99,7 +99,7 @@ def manifest_cmd(
         raise typer.BadParameter(str(exc)) from exc
     with console.status("reading metadata and images"):
         build = build_manifest(AbidRoot(source, endpoint_url), chosen, ratios, seed)
-    report = write_manifest(build, out)
+    report = write_manifest(build, out, endpoint_url)
     _print_stats(manifest_stats(build.manifest))
     console.print(f"wrote {out} ({len(build.manifest.rows):,} bins); {len(build.problems):,} skipped, listed in {report}")
 
@@ -122,7 +122,7 @@ def stats_cmd(
         stats = root_stats(AbidRoot(source, endpoint_url), _subset(subset, counts, limit, per_count, ids))
     _print_stats(stats)
     if plot:
-        storage.write_bytes(plot, plot_counts(stats))
+        storage.write_bytes(plot, plot_counts(stats), endpoint_url)
         console.print(f"wrote {plot}")
 
 
@@ -141,5 +141,5 @@ def preview_cmd(
     if enhance != "unsharp":
         raise typer.BadParameter("only 'unsharp' is available", param_hint="--enhance")
     png = preview(AbidRoot(source, endpoint_url), _subset(subset, counts, None, None, ids), Enhance(), n=n)
-    storage.write_bytes(out, png)
+    storage.write_bytes(out, png, endpoint_url)
     console.print(f"wrote {out}")

@@ -38,7 +38,8 @@ def _verify(path_or_bytes: str | bytes, kind: str, bin_id: str) -> None:
         parse_metadata(bin_id, data)
 
 
-def _is_intact(path: str, kind: str, bin_id: str) -> bool:
+def is_intact(path: str, kind: str, bin_id: str) -> bool:
+    """True if a local file exists and decodes (image) or parses (metadata)."""
     if not os.path.exists(path):
         return False
     try:
@@ -93,7 +94,7 @@ def fetch(
     for record in selection.records:
         for kind, suffix in ((METADATA_DIR, ".json"), (IMAGES_DIR, ".jpg")):
             dest = os.path.join(out_dir, kind, record.id + suffix)
-            if _is_intact(dest, kind, record.id):
+            if is_intact(dest, kind, record.id):
                 result.skipped += 1
             else:
                 jobs.append((kind, record.id, dest))

@@ -169,15 +169,15 @@ def problems_report(problems: list[Problem], kept: int) -> dict:
     }
 
 
-def write_manifest(build: ManifestBuild, url: str) -> str:
+def write_manifest(build: ManifestBuild, url: str, endpoint_url: str | None = None) -> str:
     """Write the Parquet table and its report; returns the report's URL."""
     table = pa.Table.from_pylist([r.model_dump() for r in build.manifest.rows], schema=SCHEMA)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    storage.write_bytes(url, sink.getvalue().to_pybytes())
+    storage.write_bytes(url, sink.getvalue().to_pybytes(), endpoint_url)
     report = report_url(url)
     body = problems_report(build.problems, kept=len(build.manifest.rows))
-    storage.write_bytes(report, json.dumps(body, indent=2).encode())
+    storage.write_bytes(report, json.dumps(body, indent=2).encode(), endpoint_url)
     return report
 
 

@@ -1,0 +1,3 @@
+from bintally.cli import app
+
+app()
