@@ -56,7 +56,7 @@ def read_bytes(url: str, endpoint_url: str | None = None) -> bytes:
 def write_bytes(url: str, data: bytes, endpoint_url: str | None = None) -> None:
     """Write atomically where the filesystem allows it (temp file + rename)."""
     fs, path = resolve(url, endpoint_url)
-    if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
+    if not is_remote(url):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         tmp = f"{path}.part-{os.getpid()}"
         with open(tmp, "wb") as fh:
