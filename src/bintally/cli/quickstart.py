@@ -1,0 +1,47 @@
+"""`bintally quickstart`: the whole job on a small sample, ending in a served model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from bintally.cli.app import app, console
+from bintally.data.subset import parse_counts
+from bintally.quickstart import QuickstartConfig, run_quickstart
+from bintally.serve.app import ServeConfig, run
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    data: Annotated[str, typer.Option("--data", help="ABID root (path or URL)")],
+    out: Annotated[str, typer.Option(help="where the manifest, model and report go")] = "runs/quickstart",
+    counts: Annotated[str, typer.Option(help="count range to learn")] = "1-5",
+    per_count: Annotated[int, typer.Option(min=10, help="bins per count")] = 120,
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    image_size: Annotated[int, typer.Option(min=32)] = 160,
+    serve: Annotated[bool, typer.Option(help="serve the model when done")] = True,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url")] = None,
+) -> None:
+    """Ingest -> train -> evaluate -> export -> serve, small and fast."""
+    try:
+        count_range = parse_counts(counts)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--counts") from exc
+    cfg = QuickstartConfig(
+        data=data, out=out, counts=count_range, per_count=per_count, epochs=epochs, image_size=image_size, endpoint_url=endpoint_url
+    )
+    result = run_quickstart(cfg, on_step=lambda step: console.print(f"[bold]>[/] {step}"))
+    table = Table(title=f"test split ({result.metrics['n']} bins)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in ("accuracy", "within_one", "rmse", "macro_f1"):
+        table.add_row(name, f"{result.metrics[name]:.3f}")
+    console.print(table)
+    console.print(f"model: {result.model}   report: {result.report}/report.html   ONNX max |diff|: {result.onnx_max_abs_diff:.2e}")
+    if serve:
+        console.print(f"open http://{host}:{port}/ and drop a bin photo on the page")
+        run(ServeConfig(model=result.model), host, port)

@@ -1,0 +1,59 @@
+"""The main job, small and fast: ingest -> train -> evaluate -> export, ready to serve.
+
+Each step is the library function its own command calls; this module only
+chooses small settings and chains the outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from pydantic import BaseModel, Field
+
+from bintally.data.abid import AbidRoot
+from bintally.data.manifest import build_manifest, write_manifest
+from bintally.data.subset import Subset
+from bintally.evaluate.report import evaluate
+from bintally.model.artifact import ONNX_FILE, load_artifact
+from bintally.model.export import export_onnx
+from bintally.train.config import TrainConfig
+from bintally.train.loop import train
+
+
+class QuickstartConfig(BaseModel):
+    data: str
+    out: str = "runs/quickstart"
+    counts: tuple[int, int] = (1, 5)
+    per_count: int = Field(120, ge=10, description="bins per count, before the 80/10/10 split")
+    epochs: int = Field(3, ge=1)
+    image_size: int = Field(160, ge=32)
+    endpoint_url: str | None = None
+
+
+class QuickstartResult(BaseModel):
+    manifest: str
+    model: str
+    report: str
+    metrics: dict
+    onnx_max_abs_diff: float
+
+
+def run_quickstart(cfg: QuickstartConfig, on_step: Callable[[str], None] = lambda step: None) -> QuickstartResult:
+    manifest = os.path.join(cfg.out, "manifest.parquet")
+    model = os.path.join(cfg.out, "model")
+    report = os.path.join(cfg.out, "report")
+
+    on_step(f"ingest: {cfg.per_count} bins per count {cfg.counts[0]}-{cfg.counts[1]} from {cfg.data}")
+    build = build_manifest(AbidRoot(cfg.data, cfg.endpoint_url), Subset(counts=cfg.counts, per_count=cfg.per_count))
+    write_manifest(build, manifest)
+
+    on_step(f"train: {len(build.manifest.split('train'))} bins, {cfg.epochs} epochs at {cfg.image_size} px")
+    train(manifest, model, TrainConfig(epochs=cfg.epochs, image_size=cfg.image_size, name="bintally-quickstart"))
+
+    on_step("evaluate on the held-out test split")
+    evaluation = evaluate(model, manifest, report)
+
+    on_step("export ONNX (checked against PyTorch)")
+    diff = export_onnx(load_artifact(model), os.path.join(model, ONNX_FILE))
+    return QuickstartResult(manifest=manifest, model=model, report=report, metrics=evaluation.metrics, onnx_max_abs_diff=diff)
