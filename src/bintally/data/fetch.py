@@ -27,11 +27,8 @@ class FetchResult(BaseModel):
     selected: int = 0
 
 
-def _verify(path_or_bytes: str | bytes, kind: str, bin_id: str) -> None:
-    data = path_or_bytes
-    if isinstance(data, str):
-        with open(data, "rb") as fh:
-            data = fh.read()
+def _verify(data: bytes, kind: str, bin_id: str) -> None:
+    """Raise unless the bytes are a whole image (decodes) or usable metadata (parses)."""
     if kind == IMAGES_DIR:
         decode_image(data)
     else:
@@ -43,7 +40,8 @@ def is_intact(path: str, kind: str, bin_id: str) -> bool:
     if not os.path.exists(path):
         return False
     try:
-        _verify(path, kind, bin_id)
+        with open(path, "rb") as fh:
+            _verify(fh.read(), kind, bin_id)
         return True
     except (ImageError, BadRecord, OSError):
         return False
