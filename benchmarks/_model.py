@@ -1,0 +1,35 @@
+"""The model and photos the benchmarks run on (a helper module, not a benchmark)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+ABID = Path(__file__).resolve().parents[2] / "shared" / "abid"
+
+
+def benchmark_artifact(model: str | None, size: int = 224) -> str:
+    """`model` if given; else EfficientNet-Lite0 (packaged weights, fresh ordinal head) at `size` px with ONNX.
+
+    Speed does not depend on trained weights, so an untrained head measures the same network.
+    """
+    if model:
+        return model
+    from bintally.data.images import decode_image
+    from bintally.model.artifact import ModelSpec, load_artifact, save_artifact
+    from bintally.model.export import export_onnx
+    from bintally.model.heads import create_model
+    from bintally.model.preprocess import Preprocess
+
+    out = tempfile.mkdtemp(prefix="bintally-bench-")
+    classes = [1, 2, 3, 4, 5]
+    spec = ModelSpec(name="bench-lite0", version="0", backbone="tf_efficientnet_lite0", head="ordinal",
+                     classes=classes, preprocess=Preprocess(size=size))
+    save_artifact(out, create_model("tf_efficientnet_lite0", "ordinal", classes), spec)
+    export_onnx(load_artifact(out), f"{out}/model.onnx", [decode_image(p) for p in photo_bytes(4)])
+    return out
+
+
+def photo_bytes(n: int) -> list[bytes]:
+    """The first n real bin JPEGs of the sample, as bytes (read in place)."""
+    return [p.read_bytes() for p in sorted((ABID / "bin-images").glob("*.jpg"))[:n]]

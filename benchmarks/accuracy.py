@@ -1,0 +1,102 @@
+"""Counting accuracy: the original recipe against the best known one, on the same split of ../shared/abid (counts 1-5).
+
+    python benchmarks/accuracy.py --preset cpu-small    # 2-core CPU, under 30 minutes: a subset, small photos, few epochs
+    python benchmarks/accuracy.py --preset gpu          # a CUDA GPU: all the data, 224 px, 20 epochs
+
+Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
+  original  frozen backbone, new linear head, RandomResizedCrop (area down to 8%), plain classification
+            (the original system's recipe; it used ResNet-34, which has no offline weights)
+  best      full fine-tune, count-safe augmentation, soft ordinal labels (Gaussian, sigma 0.7)
+
+Each is trained with `bintally.train.train` (model selection on the val split) and scored once on the
+test split with `bintally.evaluate.evaluate`. Prints one table and writes JSON (--json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from bintally.data.abid import AbidRoot
+from bintally.data.manifest import build_manifest, write_manifest
+from bintally.data.subset import Subset
+from bintally.evaluate.report import evaluate
+from bintally.train.config import TrainConfig
+from bintally.train.loop import train
+
+ABID = Path(__file__).resolve().parents[2] / "shared" / "abid"
+PRESETS = {
+    "cpu-small": {"image_size": 128, "epochs": 5, "limit_train": 600, "limit_val": 200, "batch_size": 32, "workers": 2, "device": "cpu"},
+    "gpu": {"image_size": 224, "epochs": 20, "batch_size": 64, "workers": 8, "device": "cuda"},
+}
+RECIPES = {
+    "original": {"strategy": "head", "augment": "original", "head": "classify"},
+    "best": {"strategy": "full", "augment": "count_safe", "head": "ordinal", "ordinal_sigma": 0.7},
+}
+COUNTS = (1, 5)
+
+
+def manifest_for(data: Path, out: Path) -> str:
+    """The counts 1-5 bins of the sample, split 80/10/10 with seed 0 (built once, then reused)."""
+    path = out / "manifest.parquet"
+    if not path.exists():
+        write_manifest(build_manifest(AbidRoot(str(data)), Subset(counts=COUNTS), seed=0), str(path))
+    return str(path)
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU"
+
+
+def run_recipe(name: str, manifest: str, out: Path, preset: dict) -> dict:
+    cfg = TrainConfig(**preset, **RECIPES[name], patience=preset["epochs"])  # fixed epochs; best val epoch kept
+    run = out / name
+    started = time.monotonic()
+    result = train(manifest, str(run), cfg, resume=True)  # resumes an interrupted benchmark
+    minutes = (time.monotonic() - started) / 60
+    test = evaluate(str(run), manifest, str(out / f"{name}-report"), split="test", device=preset["device"], workers=preset["workers"])
+    return {"recipe": name, "config": cfg.model_dump(mode="json"), "best_epoch": result.best_epoch, "train_minutes": minutes, "test": test.metrics}
+
+
+def table(rows: list[dict]) -> str:
+    counts = [str(c) for c in range(COUNTS[0], COUNTS[1] + 1)]
+    lines = ["| recipe | accuracy | +-1 | RMSE | MAE | " + " | ".join(f"count {c}" for c in counts) + " | train min |"]
+    lines.append("| --- " * (6 + len(counts)) + "|")
+    for r in rows:
+        m = r["test"]
+        per_count = " | ".join(f"{m['per_count'].get(c, float('nan')):.1%}" for c in counts)
+        lines.append(f"| {r['recipe']} | {m['accuracy']:.1%} | {m['within_one']:.1%} | {m['rmse']:.2f} | {m['mae']:.2f} | {per_count} | {r['train_minutes']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
+    parser.add_argument("--data", type=Path, default=ABID, help="ABID-layout root")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/accuracy"), help="manifest, runs and reports")
+    parser.add_argument("--json", type=Path, default=None, help="default: OUT/accuracy-PRESET.json")
+    args = parser.parse_args()
+
+    out = args.out / args.preset
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_for(args.data, args.out)
+    started = time.monotonic()
+    rows = [run_recipe(name, manifest, out, PRESETS[args.preset]) for name in RECIPES]
+    summary = table(rows)
+    print(f"{args.preset} on {hardware()}, test split of {rows[0]['test']['n']:,} bins, {(time.monotonic() - started) / 60:.1f} min in all")
+    print(summary)
+    path = args.json or out / f"accuracy-{args.preset}.json"
+    path.write_text(json.dumps({"preset": args.preset, "hardware": hardware(), "table": summary, "rows": rows}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""`bintally train`, `bintally evaluate`, `bintally export`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bintally import storage
+from bintally.cli.app import app, console
+from bintally.data.images import decode_image
+from bintally.evaluate.report import evaluate
+from bintally.model.artifact import load_artifact
+from bintally.model.backbones import WeightsError
+from bintally.model.export import ExportMismatch, export_onnx
+from bintally.model.heads import Head
+from bintally.train.config import Augment, Device, Monitor, Strategy, TrainConfig
+from bintally.train.loop import StepUpdate, TrainingDiverged, train
+
+DEFAULT = TrainConfig()  # the CLI's defaults are the library's
+# Failures that are the input's or the environment's fault: reported in one line, without a traceback.
+CLEAR_ERRORS = (ValueError, FileExistsError, FileNotFoundError, WeightsError, TrainingDiverged, ExportMismatch)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    try:
+        yield
+    except CLEAR_ERRORS as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+
+
+def is_rank_zero() -> bool:
+    """Under torchrun every rank runs this command; only rank 0 prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextmanager
+def step_progress() -> Iterator[Callable[[StepUpdate], None] | None]:
+    """A rich progress bar with loss and accuracy when attached to a terminal; nothing otherwise."""
+    if not (console.is_terminal and is_rank_zero()):
+        yield None
+        return
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.1%}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("train", total=None, epoch="", loss=0.0, acc=0.0)
+
+        def update(u: StepUpdate) -> None:
+            progress.update(task, completed=u.step, total=u.steps, epoch=f"{u.epoch + 1}/{u.epochs}", loss=u.loss, acc=u.accuracy)
+
+        yield update
+
+
+def print_epoch(epoch: int, val: dict[str, float]) -> None:
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in val.items())
+    console.print(f"epoch {epoch + 1}: validation {shown or '(none)'}")
+
+
+@app.command("train")
+def train_cmd(
+    manifest: str,
+    out: Annotated[str, typer.Option("--out", help="run directory; becomes the model artifact")],
+    backbone: str = DEFAULT.backbone,
+    weights: Annotated[str, typer.Option(help="packaged | imagenet | none | PATH")] = DEFAULT.weights,
+    strategy: Annotated[Strategy, typer.Option(help="head (frozen backbone) | full | staged")] = DEFAULT.strategy,
+    staged_head_epochs: Annotated[int, typer.Option(min=1, help="with --strategy staged")] = DEFAULT.staged_head_epochs,
+    head: Head = DEFAULT.head,
+    epochs: Annotated[int, typer.Option(min=1)] = DEFAULT.epochs,
+    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULT.batch_size,
+    lr: float = DEFAULT.lr,
+    backbone_lr_scale: float = DEFAULT.backbone_lr_scale,
+    weight_decay: float = DEFAULT.weight_decay,
+    augment: Annotated[Augment, typer.Option(help="count_safe | original | none")] = DEFAULT.augment,
+    augment_strength: float = DEFAULT.augment_strength,
+    ordinal_sigma: float = DEFAULT.ordinal_sigma,
+    label_smoothing: float = DEFAULT.label_smoothing,
+    image_size: int = DEFAULT.image_size,
+    enhance: Annotated[bool, typer.Option(help="UnsharpMask first, as the original system")] = DEFAULT.enhance,
+    classes: Annotated[Optional[str], typer.Option(help="count classes, e.g. 1,2,3,4,5 (default: from the data)")] = None,
+    train_splits: Annotated[str, typer.Option(help="comma-separated splits to train on")] = "train",
+    val_split: Annotated[str, typer.Option(help="validation split, or 'none'")] = "val",
+    monitor: Monitor = DEFAULT.monitor,
+    patience: int = DEFAULT.patience,
+    seed: int = DEFAULT.seed,
+    device: Annotated[Device, typer.Option(help="auto | cpu | cuda")] = DEFAULT.device,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = DEFAULT.amp,
+    channels_last: bool = DEFAULT.channels_last,
+    workers: int = DEFAULT.workers,
+    limit_train: Optional[int] = None,
+    limit_val: Optional[int] = None,
+    name: Optional[str] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+) -> None:
+    """Train a counting model on a manifest; the run directory becomes a model artifact (best validation epoch)."""
+    try:
+        cfg = TrainConfig(
+            backbone=backbone, weights=weights, strategy=strategy, staged_head_epochs=staged_head_epochs, head=head,
+            epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_scale=backbone_lr_scale, weight_decay=weight_decay,
+            augment=augment, augment_strength=augment_strength, ordinal_sigma=ordinal_sigma,
+            label_smoothing=label_smoothing, image_size=image_size, enhance=enhance,
+            classes=[int(c) for c in classes.split(",")] if classes else None,
+            train_splits=train_splits.split(","), val_split=None if val_split == "none" else val_split,
+            monitor=monitor, patience=patience, seed=seed, device=device, amp=amp, channels_last=channels_last,
+            workers=workers, limit_train=limit_train, limit_val=limit_val, name=name,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    with reported_errors(), step_progress() as on_step:
+        result = train(manifest, out, cfg, on_epoch=print_epoch if is_rank_zero() else None, resume=resume, on_step=on_step)
+    if not is_rank_zero():
+        return
+    if result.start_epoch:
+        console.print(f"resumed after epoch {result.start_epoch}")
+    best = ", ".join(f"{k} {v:.3f}" for k, v in result.best_val.items())
+    stop = " (stopped early)" if result.stopped_early else ""
+    console.print(f"best epoch {result.best_epoch + 1}{stop}: {best or 'no validation'}; model artifact in {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: str,
+    manifest: str,
+    out: Annotated[str, typer.Option("--out", help="report directory")],
+    split: Annotated[str, typer.Option(help="train | val | test | all")] = "test",
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 2,
+) -> None:
+    """Metrics and a report (JSON, Markdown, HTML with plots); the test split's metrics are recorded in the artifact."""
+    with reported_errors():
+        result = evaluate(model, manifest, out, split=split, device=device, batch_size=batch_size, workers=workers)
+    m = result.metrics
+    table = Table(title=f"{m['split']} split, {m['n']:,} bins")
+    for column in ("accuracy", "within one", "MAE", "RMSE", "macro-F1"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{m['accuracy']:.1%}", f"{m['within_one']:.1%}", f"{m['mae']:.3f}", f"{m['rmse']:.3f}", f"{m['macro_f1']:.3f}")
+    console.print(table)
+    console.print("per count: " + ", ".join(f"{c}: {a:.1%}" for c, a in m["per_count"].items()))
+    if not m["same_manifest_as_training"]:
+        console.print("[yellow]note: this manifest differs from the one the model was trained on[/]")
+    recorded = "; test metrics recorded in the artifact" if result.recorded_in_artifact else ""
+    console.print(f"wrote {out}/report.html, report.md, metrics.json{recorded}")
+
+
+@app.command("export")
+def export_cmd(
+    model: str,
+    onnx: Annotated[str, typer.Option("--onnx", help="ONNX file to write (MODEL/model.onnx is picked up by serve)")],
+    check_image: Annotated[
+        Optional[list[str]],
+        typer.Option(help="photo to check against PyTorch on (repeatable); default: photos of the training manifest"),
+    ] = None,
+) -> None:
+    """Write the model as ONNX and check it against PyTorch on real photos (fails above 1e-3 max abs difference)."""
+    with reported_errors():
+        images = [decode_image(storage.read_bytes(path)) for path in check_image] if check_image else None
+        diff = export_onnx(load_artifact(model), onnx, images)
+    console.print(f"wrote {onnx}; max |onnx - torch| on the check photos: {diff:.2e}")

@@ -1,0 +1,103 @@
+"""`bintally tune ...`: hyperparameter search on Optuna, its report, and the final model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import optuna
+import typer
+from optuna.trial import FrozenTrial
+from rich.table import Table
+
+from bintally.cli.app import app, console
+from bintally.tune.final import FinalModel, retrain_best
+from bintally.tune.report import TrialRow, TuneSummary, trial_row, write_report
+from bintally.tune.space import SpaceError
+from bintally.tune.study import DIRECTIONS, TuneConfig, TuneError, load_study, out_dir, storage_url, tune
+
+STATE_STYLE = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan", "waiting": "dim"}
+
+
+def _value(row: TrialRow) -> str:
+    return "-" if row.value is None else f"{row.value:.4f}"
+
+
+def _params(row: TrialRow) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
+
+
+def _print_trial(trial: FrozenTrial) -> None:
+    row = trial_row(trial)
+    style = STATE_STYLE.get(row.state, "")
+    seconds = f"{row.seconds:.1f}s" if row.seconds is not None else "-"
+    console.print(f"trial {row.number:>3}  [{style}]{row.state:<8}[/]  {_value(row):>8}  {seconds:>8}  {_params(row)}")
+
+
+def _print_summary(summary: TuneSummary) -> None:
+    table = Table(title=f"study {summary.study}: validation {summary.settings.metric} ({summary.direction})")
+    for column in ("#", "state", "value", "epochs", "seconds", "params", "note"):
+        table.add_column(column, justify="right" if column in ("#", "value", "epochs", "seconds") else "left")
+    for row in summary.trials:
+        seconds = f"{row.seconds:.0f}" if row.seconds is not None else "-"
+        state = f"[{STATE_STYLE.get(row.state, '')}]{row.state}[/]"
+        table.add_row(str(row.number), state, _value(row), str(row.epochs), seconds, _params(row), row.note or "")
+    console.print(table)
+    console.print(", ".join(f"{n} {state}" for state, n in summary.states.items()))
+    if summary.best is None:
+        console.print("no complete trial yet")
+        return
+    console.print(f"best: trial {summary.best.number}, validation {summary.settings.metric} {_value(summary.best)}")
+    console.print(f"  {_params(summary.best)}")
+
+
+def _print_final(final: FinalModel) -> None:
+    test = final.test
+    console.print(
+        f"final model {final.model} (trial {final.trial}, {final.config.epochs} epochs on train+val): "
+        f"test accuracy {test['accuracy']:.1%}, within one {test['within_one']:.1%}, RMSE {test['rmse']:.3f}"
+    )
+    console.print(f"wrote {', '.join(final.report)}")
+
+
+@app.command("tune")
+def tune_cmd(
+    manifest: Annotated[Optional[str], typer.Argument(help="manifest .parquet (not needed with --show alone)")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="finished trials the study should have")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="sqlite:///FILE or postgresql://USER:PASS@HOST/DB [default: OUT/study.db]")] = None,
+    study: Annotated[str, typer.Option(help="study name; workers with the same name and storage share it")] = "bintally",
+    space: Annotated[Optional[str], typer.Option(help="search space: 'default', 'original' or a YAML file")] = None,
+    metric: Annotated[Optional[str], typer.Option(help=f"validation metric: {', '.join(DIRECTIONS)}")] = None,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none")] = "median",
+    startup_trials: Annotated[int, typer.Option(min=0, help="trials the median pruner lets finish first")] = 3,
+    heartbeat: Annotated[int, typer.Option(min=1, help="seconds between a worker's heartbeats")] = 30,
+    out: Annotated[Optional[str], typer.Option(help="trial models and report [default: runs/tune-STUDY]")] = None,
+    show: Annotated[bool, typer.Option("--show", help="print and write the report from the storage; no new trials")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain-best", help="train the best config on train+val, test once")] = False,
+) -> None:
+    """Search hyperparameters on the validation split; resume by running the same command again."""
+    if not show and (manifest is None or trials is None):
+        raise typer.BadParameter("tuning needs MANIFEST and --trials (or use --show)")
+    if retrain and manifest is None:
+        raise typer.BadParameter("--retrain-best needs MANIFEST")
+    if pruner not in ("median", "hyperband", "none"):
+        raise typer.BadParameter("one of median, hyperband, none", param_hint="--pruner")
+    directory = out_dir(study, out)
+    url = storage_url(study, out, storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is printed here instead
+    try:
+        if show:
+            found = load_study(url, study)
+        else:
+            cfg = TuneConfig(manifest=manifest, trials=trials, study=study, out=out, storage=url, space=space,
+                             metric=metric, pruner=pruner, startup_trials=startup_trials, heartbeat_s=heartbeat)
+            console.print(f"study {study} in {url}")
+            found = tune(cfg, on_trial=_print_trial)
+        summary, written = write_report(found, directory)
+        _print_summary(summary)
+        console.print(f"wrote {', '.join(written)}")
+        if retrain:
+            with console.status(f"training the final model from trial {summary.best.number if summary.best else '-'}"):
+                final = retrain_best(found, manifest, directory)
+            _print_final(final)
+    except (TuneError, SpaceError) as exc:
+        raise typer.BadParameter(str(exc)) from exc

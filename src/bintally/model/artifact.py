@@ -1,0 +1,101 @@
+"""The model artifact: one directory that loads with nothing else.
+
+    model.json          ModelSpec: name, version, creation time, backbone, head,
+                        count classes, preprocessing, training config, manifest
+                        digest, test metrics
+    model.safetensors   the weights
+    model.onnx          optional, written by `bintally export`
+    history.json        optional, the training run's per-epoch metrics
+
+Every path is a URL (local or s3://).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, Field, ValidationError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from bintally import storage
+from bintally.model.heads import CountModel, create_model
+from bintally.model.preprocess import Preprocess
+
+SPEC_FILE = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+ONNX_FILE = "model.onnx"
+HISTORY_FILE = "history.json"
+
+
+class ArtifactError(ValueError):
+    """The path is not a (complete, valid) bintally model artifact."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ModelSpec(BaseModel):
+    name: str
+    version: str
+    created_at: str = Field(default_factory=utc_now)
+    backbone: str
+    head: Literal["classify", "ordinal", "regression"]
+    classes: list[int]  # class i is count classes[i]
+    preprocess: Preprocess
+    train_config: dict = Field(default_factory=dict)
+    manifest_digest: str | None = None
+    metrics: dict = Field(default_factory=dict)  # test-split metrics, written by `bintally evaluate`
+
+
+class ModelArtifact:
+    def __init__(self, path: str, spec: ModelSpec):
+        self.path = path
+        self.spec = spec
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return load_safetensors(storage.read_bytes(storage.join(self.path, WEIGHTS_FILE)))
+
+    def torch_model(self, device: str = "cpu") -> CountModel:
+        """The network in eval mode, mapping [N, 3, size, size] to [N, K] logits."""
+        model = create_model(self.spec.backbone, self.spec.head, self.spec.classes, weights="none")
+        model.load_state_dict(self.state_dict(), strict=True)
+        return model.eval().to(device)
+
+    @property
+    def onnx_path(self) -> str | None:
+        path = storage.join(self.path, ONNX_FILE)
+        return path if storage.exists(path) else None
+
+    def history(self) -> list[dict]:
+        """Per-epoch training metrics, if the artifact came from `bintally train`."""
+        path = storage.join(self.path, HISTORY_FILE)
+        return json.loads(storage.read_bytes(path)) if storage.exists(path) else []
+
+
+def write_spec(out_dir: str, spec: ModelSpec) -> None:
+    storage.write_bytes(storage.join(out_dir, SPEC_FILE), spec.model_dump_json(indent=2).encode())
+
+
+def save_artifact(out_dir: str, model: torch.nn.Module, spec: ModelSpec) -> None:
+    """Weights first, spec last: a directory with model.json always has its weights."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    storage.write_bytes(storage.join(out_dir, WEIGHTS_FILE), save_safetensors(state))
+    write_spec(out_dir, spec)
+
+
+def load_artifact(path: str) -> ModelArtifact:
+    spec_url = storage.join(path, SPEC_FILE)
+    if not storage.exists(spec_url):
+        raise ArtifactError(f"{path} is not a bintally model artifact: it has no {SPEC_FILE}")
+    if not storage.exists(storage.join(path, WEIGHTS_FILE)):
+        raise ArtifactError(f"{path} is not a complete model artifact: it has no {WEIGHTS_FILE}")
+    try:
+        spec = ModelSpec.model_validate_json(storage.read_bytes(spec_url))
+    except ValidationError as exc:
+        raise ArtifactError(f"{spec_url} is not a valid model spec: {exc}") from exc
+    return ModelArtifact(path, spec)

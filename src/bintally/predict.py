@@ -1,0 +1,161 @@
+"""Batch scoring: `bintally predict MODEL INPUT... --out predictions.csv`.
+
+Scores every photo under folders, globs and s3:// prefixes. Photos are read and
+decoded on a thread pool one batch ahead of the model, so reading overlaps
+inference. The CSV gets one row per photo (id, uri, count, confidence, p_<count>
+for each count, error) and is flushed after every batch: a rerun skips photos
+already scored and retries only those that failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from pathlib import PurePosixPath
+
+import numpy as np
+from fsspec.core import has_magic
+from pydantic import BaseModel, Field
+
+from bintally import storage
+from bintally.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from bintally.model.preprocess import Preprocess, prepare
+from bintally.serve.predictor import Backend, CountScore, Predictor, load_predictor, score
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class PredictConfig(BaseModel):
+    model: str
+    inputs: list[str] = Field(min_length=1)
+    out: str  # a local CSV path: it is appended to batch by batch
+    backend: Backend = "onnx"
+    batch_size: int = Field(32, ge=1)
+    workers: int = Field(4, ge=1)
+    endpoint_url: str | None = None
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+
+
+class PredictSummary(BaseModel):
+    out: str
+    found: int
+    skipped: int  # scored by an earlier run
+    scored: int
+    failed: int
+
+
+def list_images(inputs: Iterable[str], endpoint_url: str | None = None) -> list[str]:
+    """Every photo named: a file as given, a folder or prefix recursively, a glob by its matches."""
+    found: set[str] = set()
+    for url in inputs:
+        fs, path = storage.resolve(url, endpoint_url)
+        if has_magic(path):
+            paths = fs.glob(path)
+        elif fs.isdir(path):
+            paths = fs.find(path)
+        else:
+            if not fs.exists(path):
+                raise FileNotFoundError(f"{url} does not exist")
+            found.add(url)
+            continue
+        found.update(_as_url(fs, p, url) for p in paths if p.lower().endswith(IMAGE_SUFFIXES))
+    return sorted(found)
+
+
+def _as_url(fs, path: str, given: str) -> str:
+    return fs.unstrip_protocol(path) if storage.is_remote(given) else path
+
+
+def columns(classes: list[int]) -> list[str]:
+    return ["id", "uri", "count", "confidence", *(f"p_{c}" for c in classes), "error"]
+
+
+def resume(out: str, header: list[str]) -> set[str]:
+    """The URIs an earlier run scored. Its failed rows are removed from the file, to be tried again."""
+    if not os.path.exists(out):
+        return set()
+    with open(out, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != header:
+            raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
+        rows = list(reader)
+    done = [row for row in rows if not row["error"]]
+    if len(done) < len(rows):
+        storage.write_bytes(out, _csv_text(header, done).encode())
+    return {row["uri"] for row in done}
+
+
+def _csv_text(header: list[str], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, header)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _load(uri: str, pp: Preprocess, endpoint_url: str | None, max_pixels: int) -> np.ndarray | str:
+    """The model input for one photo, or why it could not be read."""
+    try:
+        return prepare(decode_image(storage.read_bytes(uri, endpoint_url), max_pixels), pp)
+    except (ImageError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _read_ahead(pool: ThreadPoolExecutor, batches: Iterable[list[str]], load: Callable) -> Iterator[tuple[list[str], list]]:
+    """Yields each batch loaded while the next one is already being read: at most two batches in memory."""
+    ahead: deque[tuple[list[str], list[Future]]] = deque()
+    for batch in batches:
+        ahead.append((batch, [pool.submit(load, uri) for uri in batch]))
+        if len(ahead) == 2:
+            uris, futures = ahead.popleft()
+            yield uris, [f.result() for f in futures]
+    for uris, futures in ahead:
+        yield uris, [f.result() for f in futures]
+
+
+def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda done, total: None) -> PredictSummary:
+    if storage.is_remote(cfg.out):
+        raise ValueError("--out must be a local path: the CSV is appended to after every batch")
+    predictor = load_predictor(cfg.model, cfg.backend)
+    classes, pp = predictor.spec.classes, predictor.spec.preprocess
+    header = columns(classes)
+    uris = list_images(cfg.inputs, cfg.endpoint_url)
+    done = resume(cfg.out, header)
+    todo = [u for u in uris if u not in done]
+    batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+    load = partial(_load, pp=pp, endpoint_url=cfg.endpoint_url, max_pixels=cfg.max_pixels)
+    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
+    failed = 0
+    with open(cfg.out, "a", newline="") as fh, ThreadPoolExecutor(cfg.workers) as pool:
+        writer = csv.DictWriter(fh, header)
+        if fh.tell() == 0:
+            writer.writeheader()
+        for n, (batch, loaded) in enumerate(_read_ahead(pool, batches, load)):
+            rows = _score_batch(predictor, batch, loaded, classes)
+            failed += sum(1 for row in rows if row["error"])
+            writer.writerows(rows)
+            fh.flush()
+            on_progress(min((n + 1) * cfg.batch_size, len(todo)), len(todo))
+    return PredictSummary(out=cfg.out, found=len(uris), skipped=len(uris) - len(todo), scored=len(todo) - failed, failed=failed)
+
+
+def _score_batch(predictor: Predictor, uris: list[str], loaded: list[np.ndarray | str], classes: list[int]) -> list[dict]:
+    good = [i for i, x in enumerate(loaded) if isinstance(x, np.ndarray)]
+    logits = predictor.logits(np.stack([loaded[i] for i in good])) if good else []
+    outcomes: list[CountScore | str] = list(loaded)  # the error text stays where a photo could not be read
+    for i, row in zip(good, logits):
+        outcomes[i] = score(row, classes)
+    return [_row(uri, outcome) for uri, outcome in zip(uris, outcomes)]
+
+
+def _row(uri: str, outcome: CountScore | str) -> dict:
+    row = {"id": PurePosixPath(uri).stem, "uri": uri}
+    if isinstance(outcome, str):
+        return row | {"error": outcome}
+    probabilities = {f"p_{c}": f"{p:.6f}" for c, p in outcome.probabilities.items()}
+    return row | {"count": outcome.count, "confidence": f"{outcome.confidence:.6f}", **probabilities, "error": ""}

@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app, request decoding, predictor backends, micro-batching, auth, web page."""

@@ -1,0 +1,236 @@
+"""The HTTP service: `create_app(ServeConfig)` builds the FastAPI app; `run` serves it with uvicorn.
+
+Routes stay thin: inputs.py turns a request into images, the micro-batcher runs
+the model, predictor.score turns logits into counts. The model loads and warms
+up in the background, so /healthz answers at once and /readyz (and SageMaker's
+/ping) says 503 until the first request can be served fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated
+
+import anyio
+import numpy as np
+import uvicorn
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from bintally.data.images import DEFAULT_MAX_PIXELS
+from bintally.serve import inputs
+from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
+from bintally.serve.errors import ApiError, install_error_handlers, unavailable
+from bintally.serve.inputs import BodyLimitMiddleware, Fetcher, ImageRef
+from bintally.serve.metrics import MetricsMiddleware, ServeMetrics
+from bintally.serve.predictor import Backend, CountScore, Predictor, load_predictor, score
+from bintally.serve.security import ApiKeys, UriPolicy
+
+log = logging.getLogger(__name__)
+
+
+class ServeConfig(BaseModel):
+    model: str
+    backend: Backend = "onnx"
+    api_key_file: str | None = None
+    allow_uri_prefixes: list[str] = []
+    # Lets `url` reach hosts on private networks (an on-premises image store); off by default.
+    allow_private_hosts: bool = False
+    endpoint_url: str | None = None  # S3-compatible endpoint for s3_uri
+    batching: BatchConfig = BatchConfig()
+    max_body_bytes: int = Field(10 * 2**20, ge=1024)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    max_instances: int = Field(64, ge=1)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class CountResponse(CountScore):
+    model: ModelRef
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class InstanceError(BaseModel):
+    error: ErrorBody
+
+
+class BatchResponse(BaseModel):
+    predictions: list[CountResponse | InstanceError]
+
+
+Item = bytes | ImageRef
+
+
+class Service:
+    """What the routes share: the config, the model (once loaded), the batcher, the fetcher."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.cfg = cfg
+        self.metrics = ServeMetrics()
+        self.api_keys = ApiKeys.from_file(cfg.api_key_file) if cfg.api_key_file else None
+        self.policy = UriPolicy(cfg.allow_uri_prefixes, cfg.allow_private_hosts)
+        self.fetcher: Fetcher | None = None
+        self.predictor: Predictor | None = None
+        self.batcher: MicroBatcher | None = None
+        self.load_error: str | None = None
+        # As many decodes at once as there are cores: more only share the GIL and finish out of order.
+        self.decoders = anyio.CapacityLimiter(os.cpu_count() or 1)
+
+    async def start(self) -> None:
+        self.fetcher = Fetcher(self.policy, self.cfg.endpoint_url, self.cfg.max_body_bytes)
+        try:
+            predictor = await anyio.to_thread.run_sync(load_predictor, self.cfg.model, self.cfg.backend)
+            await anyio.to_thread.run_sync(predictor.warm_up, self.cfg.batching.max_batch)
+        except Exception as exc:
+            log.exception("cannot load the model %s", self.cfg.model)
+            self.load_error = f"the model failed to load: {exc}"
+            return
+        self.batcher = MicroBatcher(predictor.logits, self.cfg.batching, self.metrics.batch_size.observe)
+        self.batcher.start()
+        self.metrics.watch_queue(self.batcher.depth)
+        self.metrics.model.info({"name": predictor.spec.name, "version": predictor.spec.version})
+        self.predictor = predictor
+        log.info("model %s %s ready (%s backend)", predictor.spec.name, predictor.spec.version, predictor.backend)
+
+    async def stop(self) -> None:
+        if self.batcher:
+            await self.batcher.stop()
+        if self.fetcher:
+            await self.fetcher.aclose()
+
+    def model_ref(self) -> ModelRef:
+        return ModelRef(name=self.predictor.spec.name, version=self.predictor.spec.version)
+
+    def check_ready(self) -> None:
+        if self.predictor is None:
+            raise unavailable("not_ready", self.load_error or "the model is still loading")
+
+    async def logits(self, item: Item) -> np.ndarray:
+        data = item if isinstance(item, bytes) else await self.fetcher.load(item)
+        pp = self.predictor.spec.preprocess
+        x = await anyio.to_thread.run_sync(inputs.decode_and_prepare, data, pp, self.cfg.max_pixels, limiter=self.decoders)
+        return await self.batcher.submit(x)
+
+    async def count(self, item: Item) -> CountResponse:
+        row = await self.logits(item)
+        return CountResponse(**score(row, self.predictor.spec.classes).model_dump(), model=self.model_ref())
+
+    async def count_or_error(self, item: Item | ApiError) -> CountResponse | InstanceError:
+        """One instance of a batch: its failure is its own answer, not the batch's."""
+        try:
+            if isinstance(item, ApiError):
+                raise item
+            return await self.count(item)
+        except ApiError as err:
+            return InstanceError(error=ErrorBody(code=err.code, message=err.message))
+
+
+COUNT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        ImageRef.model_json_schema(),
+                        {"type": "object", "properties": {"instances": {"type": "array", "items": ImageRef.model_json_schema()}}},
+                    ]
+                }
+            },
+        },
+    }
+}
+
+
+def create_app(cfg: ServeConfig) -> FastAPI:
+    service = Service(cfg)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        loading = asyncio.create_task(service.start())
+        yield
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await service.stop()
+
+    app = FastAPI(title="bintally", summary="Count the objects in a storage-bin photo.", lifespan=lifespan)
+    app.state.service = service
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)  # outermost: counts even early refusals
+
+    def guard(
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+        x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> None:
+        """Key, then readiness, then room in the queue: all before the body is read."""
+        if service.api_keys:
+            service.api_keys.check(authorization, x_api_key)
+        service.check_ready()
+        if service.batcher.full():
+            raise overloaded()
+
+    @app.post("/v1/count", response_model=CountResponse | BatchResponse, openapi_extra=COUNT_OPENAPI, dependencies=[Depends(guard)])
+    async def count(request: Request):
+        """Count the objects in one photo, or in each photo of an `instances` batch."""
+        items, is_batch = await inputs.count_items(request, cfg.max_body_bytes, cfg.max_instances)
+        if not is_batch:
+            return await service.count(items[0])
+        return BatchResponse(predictions=await asyncio.gather(*map(service.count_or_error, items)))
+
+    @app.post("/invocations", response_model=list[list[float]], dependencies=[Depends(guard)])
+    async def invocations(request: Request):
+        """SageMaker inference contract: `image/jpeg` bytes or `{"s3_uri"}` -> `[[logit_1, ..., logit_K]]`."""
+        row = await service.logits(await inputs.invocation_item(request))
+        return [row.tolist()]
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        """SageMaker health check: 200 once the model serves."""
+        service.check_ready()
+        return Response(status_code=200)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict:
+        service.check_ready()
+        return {"status": "ready", "model": service.model_ref(), "backend": service.predictor.backend}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    page = resources.files("bintally.serve").joinpath("page.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> str:
+        return page
+
+    return app
+
+
+def run(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, max_connections: int = 512) -> None:
+    """Serve until interrupted. `max_connections` bounds the request bodies held in memory at once."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")  # as uvicorn's own lines
+    uvicorn.run(create_app(cfg), host=host, port=port, limit_concurrency=max_connections, log_level="info")

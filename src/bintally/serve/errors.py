@@ -1,0 +1,79 @@
+"""The one error shape of the HTTP API: `{"error": {"code", "message"}}` with the right status.
+
+Routes raise `ApiError` (or let FastAPI raise its own); the handlers here turn
+every failure into that shape, so a client never has to parse two formats and
+bad input never surfaces as a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1
+
+
+class ApiError(Exception):
+    """A failure the client can act on: an HTTP status, a stable code and a human message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def bad_image(message: str) -> ApiError:
+    return ApiError(400, "bad_image", message)
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError(413, "too_large", message)
+
+
+def forbidden_uri(message: str) -> ApiError:
+    return ApiError(403, "forbidden_uri", message)
+
+
+def invalid_request(message: str) -> ApiError:
+    return ApiError(422, "invalid_request", message)
+
+
+def unavailable(code: str, message: str) -> ApiError:
+    return ApiError(503, code, message, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    async def on_http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(ApiError(exc.status_code, code, str(exc.detail), dict(exc.headers or {})))
+
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(invalid_request(_validation_message(exc)))
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")  # a bug on our side, never the client's input
+        return error_response(ApiError(500, "internal", "internal error; see the server log"))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,63 @@
+"""Training configuration. Defaults are the best known recipe: packaged
+EfficientNet-Lite0, full fine-tune, count-safe augmentation, soft ordinal labels."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from bintally.model.heads import Head
+
+Strategy = Literal["head", "full", "staged"]
+Augment = Literal["count_safe", "original", "none"]
+Device = Literal["auto", "cpu", "cuda"]
+Monitor = Literal["accuracy", "within_one", "macro_f1", "mae", "rmse", "loss"]
+LOWER_IS_BETTER = {"mae", "rmse", "loss"}
+
+# Changing these on --resume would make the continued run a different experiment.
+RESUME_MAY_CHANGE = {"epochs", "patience", "device", "workers"}
+
+
+class TrainConfig(BaseModel):
+    backbone: str = "tf_efficientnet_lite0"
+    weights: str = "packaged"  # packaged | imagenet | none | a local file
+    strategy: Strategy = "full"  # head: frozen backbone; full: everything; staged: head first, then everything
+    staged_head_epochs: int = Field(2, ge=1)
+    head: Head = "ordinal"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)  # the head's; the backbone's is lr * backbone_lr_scale
+    backbone_lr_scale: float = Field(0.1, gt=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    augment: Augment = "count_safe"
+    augment_strength: float = Field(1.0, ge=0, le=2)
+    ordinal_sigma: float = Field(0.7, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    image_size: int = Field(224, ge=32, le=1024)
+    enhance: bool = False  # UnsharpMask before everything, as the original system did
+    classes: list[int] | None = None  # None: the sorted distinct counts of the training rows
+    train_splits: list[Literal["train", "val", "test"]] = ["train"]
+    val_split: Literal["train", "val", "test"] | None = "val"  # None: no validation, keep the last epoch
+    monitor: Monitor = "accuracy"
+    patience: int = Field(5, ge=1)  # epochs without a better validation score before stopping
+    seed: int = 0
+    device: Device = "auto"
+    amp: bool = True  # bf16 autocast, on CUDA only (it is 5-20x slower on CPUs without bf16)
+    channels_last: bool = True
+    workers: int = Field(2, ge=0)
+    limit_train: int | None = Field(None, ge=1)  # a seeded sample of the training rows
+    limit_val: int | None = Field(None, ge=1)
+    name: str | None = None  # the artifact's name; default: the run directory's name
+
+    @field_validator("train_splits")
+    @classmethod
+    def _some_splits(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("train_splits needs at least one split")
+        return value
+
+    def resume_differences(self, saved: "TrainConfig") -> list[str]:
+        """Fields that differ from a saved run's config and may not change on resume."""
+        mine, theirs = self.model_dump(exclude=RESUME_MAY_CHANGE), saved.model_dump(exclude=RESUME_MAY_CHANGE)
+        return [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]]

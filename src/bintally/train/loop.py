@@ -1,0 +1,348 @@
+"""The training loop.
+
+What the original system got wrong, done right here:
+- the best checkpoint is a copy of the weights at the best validation epoch,
+  written to the run directory as a model artifact the moment it is reached
+  (not a reference to the live model, which ends up holding the last epoch);
+- early stopping; seeded runs (each epoch reseeds from (seed, epoch), so a
+  resumed run draws the same batches and augmentations as an uninterrupted one);
+- a checkpoint after every epoch, written atomically, that `resume` continues from;
+- a non-finite loss stops the run with a clear error;
+- bf16 autocast on CUDA only, channels_last, DataLoader workers, DDP under torchrun.
+
+The run directory is itself the model artifact (see `model.artifact`), plus
+`checkpoint.pt` (to resume) and `history.json` (per-epoch metrics).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from bintally import storage
+from bintally.data.images import Enhance
+from bintally.data.manifest import Manifest, ManifestRow, read_manifest
+from bintally.model.artifact import HISTORY_FILE, ModelSpec, save_artifact, utc_now
+from bintally.model.backbones import normalisation
+from bintally.model.heads import CountModel, create_model, validate_classes
+from bintally.model.preprocess import Preprocess
+from bintally.train import distributed
+from bintally.train.augment import Augmentation
+from bintally.train.config import LOWER_IS_BETTER, TrainConfig
+from bintally.train.dataset import BinDataset, predict_logits, sample_rows, with_counts
+from bintally.train.loss import make_loss
+from bintally.train.metrics import metrics_from_logits, scalars
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number."""
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """Progress within an epoch (running means over the epoch so far, this rank's batches)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    accuracy: float
+
+
+class TrainResult(BaseModel):
+    out_dir: str
+    best_epoch: int
+    best_val: dict[str, float]
+    history: list[dict]
+    start_epoch: int = 0  # > 0 when the run resumed from a checkpoint
+    stopped_early: bool = False
+
+
+class RunState(BaseModel):
+    """What a checkpoint restores besides the weights and optimiser."""
+
+    version: str = Field(default_factory=lambda: utc_now().replace(":", "").replace("-", ""))
+    next_epoch: int = 0
+    best_epoch: int = -1
+    best_score: float | None = None
+    best_val: dict[str, float] = {}
+    stale_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict] = []
+
+
+@dataclass(frozen=True)
+class TrainData:
+    train_rows: list[ManifestRow]
+    val_rows: list[ManifestRow]
+    classes: list[int]
+
+
+def select_data(manifest: Manifest, cfg: TrainConfig) -> TrainData:
+    """Training and validation rows; count classes from the training rows unless configured."""
+    if cfg.val_split in cfg.train_splits:
+        raise ValueError(f"the validation split {cfg.val_split!r} is also a training split; set val_split to None to train on it")
+    rows = [r for split in cfg.train_splits for r in manifest.split(split)]
+    classes = validate_classes(cfg.classes or sorted({r.count for r in rows}))
+    train_rows = sample_rows(with_counts(rows, classes), cfg.limit_train, cfg.seed)
+    val_rows = sample_rows(with_counts(manifest.split(cfg.val_split), classes), cfg.limit_val, cfg.seed) if cfg.val_split else []
+    if not train_rows:
+        raise ValueError(f"the manifest has no rows with counts {classes} in splits {cfg.train_splits}")
+    if cfg.val_split and not val_rows:
+        raise ValueError(f"the manifest has no {cfg.val_split!r} rows with counts {classes}; set val_split to None to train without validation")
+    return TrainData(train_rows, val_rows, classes)
+
+
+def preprocess_for(cfg: TrainConfig) -> Preprocess:
+    mean, std = normalisation(cfg.backbone)
+    return Preprocess(size=cfg.image_size, mean=mean, std=std, enhance=Enhance() if cfg.enhance else None)
+
+
+def read_checkpoint(out_dir: str, cfg: TrainConfig, resume: bool) -> dict | None:
+    """The run's last checkpoint if resuming; refuses to overwrite a run otherwise."""
+    url = storage.join(out_dir, CHECKPOINT_FILE)
+    if not storage.exists(url):
+        return None
+    if not resume:
+        raise FileExistsError(f"{out_dir} already holds a training run: pass --resume to continue it, or choose another --out")
+    checkpoint = torch.load(io.BytesIO(storage.read_bytes(url)), map_location="cpu", weights_only=True)
+    changed = cfg.resume_differences(TrainConfig.model_validate(checkpoint["config"]))
+    if changed:
+        raise ValueError(f"cannot resume {out_dir} with a different configuration: {'; '.join(changed)}")
+    return checkpoint
+
+
+def backbone_trainable(cfg: TrainConfig, epoch: int) -> bool:
+    return cfg.strategy == "full" or (cfg.strategy == "staged" and epoch >= cfg.staged_head_epochs)
+
+
+class Trainer:
+    """One run: model, optimiser and schedule, on one rank."""
+
+    def __init__(self, cfg: TrainConfig, data: TrainData, pp: Preprocess, ctx: distributed.Context):
+        self.cfg, self.data, self.pp, self.ctx = cfg, data, pp, ctx
+        torch.manual_seed(cfg.seed)  # the fresh head's initialisation
+        self.model: CountModel = create_model(cfg.backbone, cfg.head, data.classes, cfg.weights)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model.to(ctx.device, memory_format=self.memory_format)
+        self.class_values = self.model.class_values
+        self.loss_fn = make_loss(cfg, self.class_values)
+        self.amp = cfg.amp and ctx.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": self.model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
+                {"params": self.model.head.parameters(), "lr": cfg.lr},
+            ],
+            weight_decay=cfg.weight_decay,
+        )
+        self.steps_per_epoch = len(self.train_loader(0))
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs * self.steps_per_epoch)
+
+    def restore(self, checkpoint: dict) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+
+    def checkpoint(self, state: RunState) -> dict:
+        return {
+            "config": self.cfg.model_dump(mode="json"),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "state": state.model_dump(mode="json"),
+        }
+
+    def _loader(self, rows: list[ManifestRow], transform: Augmentation | None, epoch: int, shuffle: bool) -> DataLoader:
+        dataset = BinDataset(rows, self.pp, transform)
+        sampler = None
+        if shuffle and self.ctx.distributed:
+            sampler = DistributedSampler(dataset, self.ctx.world_size, self.ctx.rank, shuffle=True, seed=self.cfg.seed)
+            sampler.set_epoch(epoch)
+        shard = len(sampler) if sampler else len(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch),
+            num_workers=self.cfg.workers,
+            pin_memory=self.ctx.device.type == "cuda",
+            drop_last=shuffle and shard > self.cfg.batch_size,  # BatchNorm cannot train on a last batch of one
+        )
+
+    def train_loader(self, epoch: int) -> DataLoader:
+        augment = Augmentation(self.cfg.augment, self.pp, self.cfg.augment_strength)
+        return self._loader(self.data.train_rows, augment, epoch, shuffle=True)
+
+    def _network(self, epoch: int) -> torch.nn.Module:
+        """The model set up for this epoch's strategy: frozen or trainable backbone, DDP-wrapped if distributed."""
+        trainable = backbone_trainable(self.cfg, epoch)
+        self.model.backbone.requires_grad_(trainable)
+        self.model.train()
+        if not trainable:
+            self.model.backbone.eval()  # a frozen backbone keeps its ImageNet BatchNorm statistics
+        if not self.ctx.distributed:
+            return self.model
+        device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def train_epoch(self, epoch: int, on_step: Callable[[StepUpdate], None] | None) -> dict[str, float]:
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch)
+        network, loader = self._network(epoch), self.train_loader(epoch)
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        for step, (x, counts) in enumerate(loader, start=1):
+            x = x.to(self.ctx.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            target = self.targets(counts)
+            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                logits = network(x).float()
+            loss = self.loss_fn(logits, target)
+            self._check_finite(loss, epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.item() * len(x)
+            correct += (logits.argmax(1) == target).sum().item()
+            seen += len(x)
+            if on_step:
+                on_step(StepUpdate(epoch, self.cfg.epochs, step, len(loader), loss_sum / seen, correct / seen))
+        loss_sum, correct, seen = distributed.sum_across(self.ctx, [loss_sum, correct, seen])
+        return {"loss": loss_sum / seen, "accuracy": correct / seen}
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        # Reduced across ranks so that every rank stops together rather than waiting on a dead one.
+        (bad,) = distributed.sum_across(self.ctx, [float(not torch.isfinite(loss))])
+        if bad:
+            raise TrainingDiverged(
+                f"the loss became {loss.item()} at epoch {epoch + 1}, step {step}: training diverged. "
+                f"Lower the learning rate (now {self.cfg.lr:g}) or check the data."
+            )
+
+    def targets(self, counts: torch.Tensor) -> torch.Tensor:
+        """Recorded counts -> class indices (every training and validation row has a count among the classes)."""
+        return torch.searchsorted(self.class_values, counts.to(self.ctx.device, torch.float32))
+
+    def validate(self) -> dict[str, float]:
+        """Scalar metrics and loss over the whole validation split: each rank predicts its share, every rank gets all."""
+        shard = self.data.val_rows[self.ctx.rank :: self.ctx.world_size]
+        logits, counts = predict_logits(self.model, self._loader(shard, None, 0, shuffle=False), self.ctx.device, self.amp)
+        parts = [p for p in distributed.gather(self.ctx, (logits, counts)) if len(p[1])]
+        logits, counts = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        metrics = scalars(metrics_from_logits(logits, counts, self.data.classes))
+        loss = self.loss_fn(torch.from_numpy(logits).to(self.ctx.device), self.targets(torch.from_numpy(counts)))
+        return {**metrics, "loss": loss.item()}
+
+
+def update_best(state: RunState, cfg: TrainConfig, epoch: int, val: dict[str, float]) -> bool:
+    """Record the epoch if it is the best so far (without validation, the latest is); count stale epochs."""
+    score = val.get(cfg.monitor)
+    lower = cfg.monitor in LOWER_IS_BETTER
+    if score is None or state.best_score is None or (score < state.best_score if lower else score > state.best_score):
+        state.best_epoch, state.best_score, state.best_val, state.stale_epochs = epoch, score, val, 0
+        return True
+    state.stale_epochs += 1
+    state.stopped_early = state.stale_epochs >= cfg.patience
+    return False
+
+
+def write_run_files(trainer: Trainer, state: RunState, spec: ModelSpec, out_dir: str, improved: bool) -> None:
+    """The best weights as the artifact (a copy, on disk), the history, then the checkpoint to resume from."""
+    if improved:
+        save_artifact(out_dir, trainer.model, spec)
+    storage.write_bytes(storage.join(out_dir, HISTORY_FILE), json.dumps(state.history, indent=1).encode())
+    buf = io.BytesIO()
+    torch.save(trainer.checkpoint(state), buf)
+    storage.write_bytes(storage.join(out_dir, CHECKPOINT_FILE), buf.getvalue())  # atomic: temp file + rename
+
+
+def run_epochs(
+    trainer: Trainer,
+    state: RunState,
+    spec: ModelSpec,
+    out_dir: str,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    on_step: Callable[[StepUpdate], None] | None,
+) -> None:
+    for epoch in range(state.next_epoch, trainer.cfg.epochs):
+        if state.stopped_early:
+            break
+        started = time.monotonic()
+        fit = trainer.train_epoch(epoch, on_step)
+        val = trainer.validate() if trainer.data.val_rows else {}
+        state.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": fit["loss"],
+                "train_accuracy": fit["accuracy"],
+                "lr": trainer.optimizer.param_groups[-1]["lr"],
+                "seconds": time.monotonic() - started,
+                "val": val,
+            }
+        )
+        improved = update_best(state, trainer.cfg, epoch, val)
+        state.next_epoch = epoch + 1
+        if trainer.ctx.is_main:
+            write_run_files(trainer, state, spec, out_dir, improved)
+        if on_epoch:
+            on_epoch(epoch, val)
+
+
+def train(
+    manifest_url: str,
+    out_dir: str,
+    cfg: TrainConfig,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    resume: bool = False,
+    on_step: Callable[[StepUpdate], None] | None = None,
+) -> TrainResult:
+    """Train on a manifest; `out_dir` becomes a model artifact holding the best-validation weights.
+
+    `on_epoch(epoch, val_metrics)` runs on every rank after each epoch, with the
+    validation scalars (accuracy, within_one, mae, rmse, macro_f1, loss; empty
+    without a validation split); what it raises (e.g. optuna.TrialPruned)
+    propagates. `on_step` reports progress within epochs, on rank 0 only.
+    """
+    manifest = read_manifest(manifest_url)
+    data = select_data(manifest, cfg)
+    pp = preprocess_for(cfg)
+    checkpoint = read_checkpoint(out_dir, cfg, resume)
+    with distributed.context(cfg.device) as ctx:
+        trainer = Trainer(cfg, data, pp, ctx)
+        state = RunState()
+        if checkpoint:
+            trainer.restore(checkpoint)
+            state = RunState.model_validate(checkpoint["state"])
+        spec = ModelSpec(
+            name=cfg.name or os.path.basename(out_dir.rstrip("/")),
+            version=state.version,
+            backbone=cfg.backbone,
+            head=cfg.head,
+            classes=data.classes,
+            preprocess=pp,
+            train_config={"manifest": manifest_url, **cfg.model_dump(mode="json")},
+            manifest_digest=manifest.digest(),
+        )
+        start_epoch = state.next_epoch
+        run_epochs(trainer, state, spec, out_dir, on_epoch, on_step if ctx.is_main else None)
+        distributed.barrier(ctx)  # rank 0's files are complete before any rank returns
+    return TrainResult(
+        out_dir=out_dir,
+        best_epoch=state.best_epoch,
+        best_val=state.best_val,
+        history=state.history,
+        start_epoch=start_epoch,
+        stopped_early=state.stopped_early,
+    )

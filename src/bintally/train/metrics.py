@@ -1,0 +1,71 @@
+"""Count metrics: what the report shows and what model selection and tuning read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+COVERAGES = tuple(range(10, 101, 10))  # percent of bins kept, most confident first
+SCALARS = ("accuracy", "within_one", "mae", "rmse", "macro_f1")
+
+
+def macro_f1(true: np.ndarray, pred: np.ndarray, labels: Sequence[int]) -> float:
+    """Mean F1 over the labels that occur in the truth or the predictions (sklearn's convention)."""
+    scores = []
+    for c in labels:
+        tp = np.sum((pred == c) & (true == c))
+        fp, fn = np.sum((pred == c) & (true != c)), np.sum((pred != c) & (true == c))
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def accuracy_at_coverage(correct: np.ndarray, confidence: np.ndarray) -> dict[str, float]:
+    """Accuracy on the most confident X% of bins, X = 10..100 (at least one bin each)."""
+    order = np.argsort(-confidence, kind="stable")
+    ranked = correct[order]
+    return {str(x): float(ranked[: max(1, int(np.ceil(len(ranked) * x / 100)))].mean()) for x in COVERAGES}
+
+
+def count_metrics(
+    true_counts: Sequence[int],
+    pred_counts: Sequence[int],
+    probabilities: np.ndarray | None = None,
+    classes: Sequence[int] | None = None,
+) -> dict:
+    """accuracy, per_count, within_one, mae, rmse, macro_f1, confusion ({labels, matrix}: rows true, columns
+    predicted), n, and coverage (needs `probabilities` [N, K]: confidence is the top probability)."""
+    true, pred = np.asarray(true_counts, dtype=np.int64), np.asarray(pred_counts, dtype=np.int64)
+    if len(true) == 0 or len(true) != len(pred):
+        raise ValueError(f"need as many predictions as labels, and at least one: {len(true)} labels, {len(pred)} predictions")
+    labels = sorted(set(classes or []) | set(true.tolist()) | set(pred.tolist()))
+    position = {c: i for i, c in enumerate(labels)}
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(confusion, ([position[c] for c in true], [position[c] for c in pred]), 1)
+    error = (pred - true).astype(np.float64)
+    correct = pred == true
+    metrics = {
+        "n": int(len(true)),
+        "accuracy": float(correct.mean()),
+        "within_one": float((np.abs(error) <= 1).mean()),
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "macro_f1": macro_f1(true, pred, labels),
+        "per_count": {str(c): float(correct[true == c].mean()) for c in sorted(set(true.tolist()))},
+        "confusion": {"labels": labels, "matrix": confusion.tolist()},
+    }
+    if probabilities is not None:
+        metrics["coverage"] = accuracy_at_coverage(correct, np.asarray(probabilities).max(axis=1))
+    return metrics
+
+
+def metrics_from_logits(logits: np.ndarray, true_counts: Sequence[int], classes: Sequence[int]) -> dict:
+    """count_metrics for model outputs: [N, K] logits over `classes`."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    return count_metrics(true_counts, np.asarray(classes)[logits.argmax(axis=1)], probabilities, classes)
+
+
+def scalars(metrics: dict) -> dict[str, float]:
+    return {k: metrics[k] for k in SCALARS}

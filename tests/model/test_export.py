@@ -1,0 +1,37 @@
+"""ONNX export, checked against PyTorch on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from bintally.model import export
+from bintally.model.artifact import load_artifact
+from bintally.model.preprocess import prepare_batch
+
+
+def test_onnx_matches_torch_with_dynamic_batch(small_artifact, bin_photos, tmp_path):
+    """Export, then run the ONNX file on 8 and on 3 real photos: same logits as PyTorch within 1e-3."""
+    artifact = load_artifact(small_artifact)
+    out = str(tmp_path / "model.onnx")
+    diff = export.export_onnx(artifact, out, check_images=bin_photos)
+    assert 0 <= diff <= export.MAX_ABS_DIFF
+    session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    batch = prepare_batch(bin_photos[:3], artifact.spec.preprocess)
+    (logits,) = session.run(["logits"], {"input": batch})
+    with torch.no_grad():
+        expected = artifact.torch_model()(torch.from_numpy(batch)).numpy()
+    assert logits.shape == (3, 5)
+    assert np.abs(logits - expected).max() <= export.MAX_ABS_DIFF
+
+
+def test_mismatch_above_limit_fails_and_writes_nothing(small_artifact, bin_photos, tmp_path, monkeypatch):
+    """If ONNX and PyTorch disagree beyond 1e-3, export raises and leaves no file behind."""
+    monkeypatch.setattr(export, "max_abs_diff", lambda model, data, batch: 0.5)
+    out = tmp_path / "model.onnx"
+    with pytest.raises(export.ExportMismatch, match="5.00e-01"):
+        export.export_onnx(load_artifact(small_artifact), str(out), check_images=bin_photos[:2])
+    assert not out.exists()

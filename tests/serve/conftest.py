@@ -1,0 +1,87 @@
+"""Serving fixtures: a real model artifact, real bin photos, and real uvicorn servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from bintally.data.images import decode_image
+from bintally.model.artifact import ModelSpec, load_artifact, save_artifact
+from bintally.model.export import export_onnx
+from bintally.model.heads import create_model
+from bintally.model.preprocess import Preprocess
+from bintally.serve.app import ServeConfig, create_app
+
+CLASSES = [1, 2, 3, 4, 5]
+PHOTO_IDS = ["00585", "00588", "00589", "00594"]  # real ABID bins, read in place
+
+
+@pytest.fixture(scope="session")
+def photos(abid_root) -> dict[str, bytes]:
+    return {bin_id: (abid_root / "bin-images" / f"{bin_id}.jpg").read_bytes() for bin_id in PHOTO_IDS}
+
+
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory, photos) -> str:
+    """EfficientNet-Lite0 from packaged weights with a fresh ordinal head at 96 px, saved and exported to ONNX."""
+    out = str(tmp_path_factory.mktemp("artifact"))
+    model = create_model("tf_efficientnet_lite0", "ordinal", CLASSES, weights="packaged")
+    spec = ModelSpec(name="test-lite0", version="0.0.1", backbone="tf_efficientnet_lite0", head="ordinal",
+                     classes=CLASSES, preprocess=Preprocess(size=96))
+    save_artifact(out, model, spec)
+    export_onnx(load_artifact(out), f"{out}/model.onnx", [decode_image(data) for data in photos.values()])
+    return out
+
+
+class RunningServer:
+    """A uvicorn server in a thread on a free port of 127.0.0.1."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.app = create_app(cfg)
+        # Port 0: the kernel picks a free port, read back once the socket is bound.
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.url = ""
+
+    def start(self, wait_ready: bool = True, timeout_s: float = 120) -> RunningServer:
+        """Returns once the server listens and, with `wait_ready`, once /readyz says 200."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._server.started:
+                self.url = f"http://127.0.0.1:{self._server.servers[0].sockets[0].getsockname()[1]}"
+                if not wait_ready or httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise TimeoutError(f"the server was not {'ready' if wait_ready else 'listening'} in {timeout_s} s")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def start_server(artifact_dir) -> Iterator:
+    """Starts servers of the test artifact with config overrides; stops them at the end of the session."""
+    servers: list[RunningServer] = []
+
+    def start(wait_ready: bool = True, **overrides) -> RunningServer:
+        server = RunningServer(ServeConfig(**{"model": artifact_dir, **overrides}))
+        servers.append(server)
+        return server.start(wait_ready)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def open_server(start_server) -> RunningServer:
+    """The test artifact on the default backend (ONNX), no API key."""
+    return start_server()
+

@@ -1,0 +1,137 @@
+"""API keys, the URI allow-list and the public-address rule, including redirects, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bintally.serve.errors import ApiError
+from bintally.serve.inputs import Fetcher, ImageRef
+from bintally.serve.security import ApiKeys, UriPolicy, is_public
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # the cloud metadata service
+        ("0.0.0.0", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("fe80::1%eth0", False),
+        ("fd00::1", False),
+        ("224.0.0.1", False),
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+    ],
+)
+def test_only_global_addresses_are_public(address, public):
+    """Loopback, private, link-local, unspecified, multicast and IPv4-mapped loopback are not public; global ones are."""
+    assert is_public(address) is public
+
+
+def test_api_keys_from_file(tmp_path):
+    """A key file with comments and blanks: either header form of a listed key passes; a wrong or missing key is 401."""
+    key_file = tmp_path / "keys"
+    key_file.write_text("# ops team\nalpha-key\n\n  beta-key  \n")
+    keys = ApiKeys.from_file(str(key_file))
+    keys.check(None, "alpha-key")
+    keys.check("Bearer beta-key", None)
+    for authorization, x_api_key in [(None, None), ("Bearer nope", None), (None, "alpha"), ("Basic alpha-key", None)]:
+        with pytest.raises(ApiError) as err:
+            keys.check(authorization, x_api_key)
+        assert err.value.status == 401
+
+
+def test_empty_key_file_is_refused(tmp_path):
+    """A key file with no key would lock everyone out silently; it is an error at start instead."""
+    (tmp_path / "keys").write_text("# nothing yet\n")
+    with pytest.raises(ValueError, match="no key"):
+        ApiKeys.from_file(str(tmp_path / "keys"))
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://other/x.jpg", "s3://bins/allowed/../secret/x.jpg", "s3://bins/allowedx/y.jpg", "file:///etc/passwd", "/etc/passwd"],
+)
+def test_s3_uri_outside_allow_list_is_403(uri):
+    """Only s3:// URIs under an allowed prefix pass; other buckets, look-alike prefixes, dot segments and files do not."""
+    policy = UriPolicy(["s3://bins/allowed/"])
+    assert policy.check_s3("s3://bins/allowed/a/b.jpg") == "s3://bins/allowed/a/b.jpg"
+    with pytest.raises(ApiError) as err:
+        policy.check_s3(uri)
+    assert err.value.status == 403
+
+
+class _PhotoServer(BaseHTTPRequestHandler):
+    """/allowed/photo.jpg is a photo; /allowed/hop redirects inside the allow-list, /allowed/escape outside it."""
+
+    routes = {"/allowed/hop": "/allowed/photo.jpg", "/allowed/escape": "/private/photo.jpg"}
+    photo = b""
+
+    def do_GET(self):
+        if self.path in self.routes:
+            self.send_response(302)
+            self.send_header("Location", self.routes[self.path])
+            self.end_headers()
+        elif self.path.endswith("/photo.jpg"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self.photo)))
+            self.end_headers()
+            self.wfile.write(self.photo)
+        else:
+            self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def photo_server(photos):
+    _PhotoServer.photo = next(iter(photos.values()))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PhotoServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _fetch(policy: UriPolicy, url: str, max_bytes: int = 2**20) -> bytes:
+    async def go():
+        fetcher = Fetcher(policy, None, max_bytes)
+        try:
+            return await fetcher.load(ImageRef(url=url))
+        finally:
+            await fetcher.aclose()
+
+    return asyncio.run(go())
+
+
+def _status(policy: UriPolicy, url: str, max_bytes: int = 2**20) -> int:
+    with pytest.raises(ApiError) as err:
+        _fetch(policy, url, max_bytes)
+    return err.value.status
+
+
+def test_url_fetch_follows_redirects_and_rechecks_each_hop(photo_server):
+    """With private hosts allowed (an on-premises image store): a photo and a redirect inside the allow-list are
+    fetched; a redirect leaving it is 403, a missing photo 404, a photo over the byte limit 413."""
+    policy = UriPolicy([f"{photo_server}/allowed/"], allow_private_hosts=True)
+    assert _fetch(policy, f"{photo_server}/allowed/photo.jpg") == _PhotoServer.photo
+    assert _fetch(policy, f"{photo_server}/allowed/hop") == _PhotoServer.photo
+    assert _status(policy, f"{photo_server}/allowed/escape") == 403
+    assert _status(policy, f"{photo_server}/allowed/missing.jpg") == 404
+    assert _status(policy, f"{photo_server}/allowed/photo.jpg", max_bytes=1000) == 413
+
+
+def test_url_to_loopback_is_refused_at_connect_time(photo_server):
+    """By default, even an allow-listed URL is refused (403) when its host is loopback, by IP or by name."""
+    port = photo_server.rsplit(":", 1)[1]
+    policy = UriPolicy([f"{photo_server}/", f"http://localhost:{port}/"])
+    assert _status(policy, f"{photo_server}/allowed/photo.jpg") == 403
+    assert _status(policy, f"http://localhost:{port}/allowed/photo.jpg") == 403

@@ -1,0 +1,34 @@
+"""Tiny training settings: 64 px photos, batches of 16, no worker processes, packaged weights."""
+
+from __future__ import annotations
+
+import pytest
+
+from bintally.train.config import TrainConfig
+
+TINY = {"image_size": 64, "batch_size": 16, "workers": 0, "epochs": 2}
+TINY_ARGS = ["--image-size", "64", "--batch-size", "16", "--workers", "0"]
+
+
+def _tiny(**overrides) -> TrainConfig:
+    return TrainConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """TrainConfig(**overrides) on top of the tiny settings."""
+    return _tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_args() -> list[str]:
+    return TINY_ARGS
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_manifest, tmp_path_factory):
+    """A finished two-epoch run (head only) on the small real manifest: (run dir, TrainResult)."""
+    from bintally.train.loop import train
+
+    out = str(tmp_path_factory.mktemp("runs") / "tiny")
+    return out, train(str(small_manifest), out, _tiny(strategy="head"))

@@ -1,0 +1,119 @@
+"""The training loop on real photos: best checkpoint, early stopping, resume, NaN, splits."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bintally.cli import app
+from bintally.model.artifact import load_artifact
+from bintally.train.loop import CHECKPOINT_FILE, Trainer, train
+
+
+def scripted_validation(monkeypatch, accuracies: list[float]) -> list[dict]:
+    """Replace validation with scripted accuracies; returns a snapshot of the weights at each validation."""
+    snapshots: list[dict] = []
+
+    def validate(self: Trainer) -> dict[str, float]:
+        snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        acc = accuracies[len(snapshots) - 1]
+        return {"accuracy": acc, "within_one": acc, "mae": 1 - acc, "rmse": 1 - acc, "macro_f1": acc, "loss": 1 - acc}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    return snapshots
+
+
+def test_best_checkpoint_is_a_copy_of_the_best_epoch(small_manifest, tiny, tmp_path, monkeypatch):
+    """Validation is best at epoch 1 of 3: the artifact holds epoch 1's weights, not the live (last) ones."""
+    snapshots = scripted_validation(monkeypatch, [0.6, 0.2, 0.4])
+    out = str(tmp_path / "run")
+    result = train(str(small_manifest), out, tiny(epochs=3, strategy="head"))
+    assert result.best_epoch == 0 and result.best_val["accuracy"] == 0.6
+    saved = load_artifact(out).state_dict()
+    assert saved.keys() == snapshots[0].keys()
+    assert all(torch.equal(saved[k], snapshots[0][k]) for k in saved)
+    assert not all(torch.equal(saved[k], snapshots[-1][k]) for k in saved)
+
+
+def test_early_stopping_and_on_epoch(small_manifest, tiny, tmp_path, monkeypatch):
+    """Validation only gets worse after epoch 1; patience 2 stops after epoch 3 of 6; on_epoch saw each epoch."""
+    scripted_validation(monkeypatch, [0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    seen = []
+    result = train(str(small_manifest), str(tmp_path / "run"), tiny(epochs=6, patience=2, strategy="head"), on_epoch=lambda e, v: seen.append((e, v["accuracy"])))
+    assert result.stopped_early and len(result.history) == 3
+    assert seen == [(0, 0.5), (1, 0.4), (2, 0.3)]
+
+
+def test_on_epoch_exceptions_propagate(small_manifest, tiny, tmp_path):
+    """An exception raised by on_epoch (as Optuna's pruning does) ends training and reaches the caller."""
+
+    class Pruned(Exception):
+        pass
+
+    def prune(epoch: int, val: dict[str, float]) -> None:
+        assert set(val) == {"accuracy", "within_one", "mae", "rmse", "macro_f1", "loss"}
+        raise Pruned
+
+    with pytest.raises(Pruned):
+        train(str(small_manifest), str(tmp_path / "run"), tiny(epochs=3, strategy="head", limit_train=16), on_epoch=prune)
+
+
+def test_final_model_on_train_and_val(small_manifest, tiny, tmp_path):
+    """train_splits train+val without validation keeps the last epoch; validating on a training split is refused."""
+    out = str(tmp_path / "run")
+    result = train(str(small_manifest), out, tiny(epochs=1, strategy="head", train_splits=["train", "val"], val_split=None, limit_train=16))
+    assert result.best_epoch == 0 and result.history[0]["val"] == {}
+    assert load_artifact(out).spec.classes == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="also a training split"):
+        train(str(small_manifest), str(tmp_path / "other"), tiny(train_splits=["train", "val"]))
+
+
+def test_a_run_is_never_overwritten_or_resumed_differently(small_manifest, tiny, tiny_run):
+    """Training into a finished run without --resume, or resuming it with another learning rate, is refused."""
+    out, _ = tiny_run
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(str(small_manifest), out, tiny(strategy="head"))
+    with pytest.raises(ValueError, match="lr: 0.001 -> 0.01"):
+        train(str(small_manifest), out, tiny(strategy="head", lr=0.01), resume=True)
+
+
+def test_nan_loss_is_a_clear_error(small_manifest, tiny_args, tmp_path):
+    """A learning rate of 1e10 blows the weights up: the CLI stops with 'training diverged', exit code 1."""
+    result = CliRunner().invoke(app, ["train", str(small_manifest), "--out", str(tmp_path / "run"), "--lr", "1e10", *tiny_args])
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 1
+    assert "training diverged" in output and "Lower the learning rate" in output
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(small_manifest, tiny_args, tiny, tmp_path):
+    """SIGKILL `bintally train` once its first checkpoint exists; `--resume` starts at the checkpointed epoch,
+    finishes, and ends with exactly the weights and history of a run that was never interrupted (seeded)."""
+    run, epochs = tmp_path / "killed", 3
+    args = ["--epochs", str(epochs), "--limit-train", "32", *tiny_args]
+    proc = subprocess.Popen([sys.executable, "-m", "bintally", "train", str(small_manifest), "--out", str(run), *args], stderr=subprocess.DEVNULL)
+    checkpoint = run / CHECKPOINT_FILE
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    done = torch.load(checkpoint, weights_only=True)["state"]["next_epoch"]
+    assert 1 <= done < epochs
+
+    cfg = tiny(epochs=epochs, limit_train=32)
+    resumed = train(str(small_manifest), str(run), cfg, resume=True)
+    assert resumed.start_epoch == done
+    assert [h["epoch"] for h in resumed.history] == list(range(epochs))
+
+    reference = train(str(small_manifest), str(tmp_path / "reference"), cfg)
+    assert [h["val"] for h in resumed.history] == [h["val"] for h in reference.history]
+    ours, theirs = load_artifact(str(run)).state_dict(), load_artifact(str(tmp_path / "reference")).state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert Path(run / "model.json").exists() and not list(run.glob("*.part-*"))

@@ -1,0 +1,62 @@
+"""Count metrics against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bintally.train.metrics import count_metrics, metrics_from_logits
+
+# Six bins: recorded counts and predictions. Errors: 0, 0, +1, -2, 0, +1.
+TRUE = [1, 2, 2, 3, 4, 5]
+PRED = [1, 2, 3, 1, 4, 6]
+
+
+def test_scalar_metrics_by_hand():
+    """accuracy 3/6, within one 5/6, MAE 4/6, RMSE sqrt(6/6), per-count accuracy per recorded count."""
+    m = count_metrics(TRUE, PRED)
+    assert m["n"] == 6
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    assert m["within_one"] == pytest.approx(5 / 6)
+    assert m["mae"] == pytest.approx(4 / 6)
+    assert m["rmse"] == pytest.approx(math.sqrt(6 / 6))
+    assert m["per_count"] == {"1": 1.0, "2": 0.5, "3": 0.0, "4": 1.0, "5": 0.0}
+
+
+def test_macro_f1_and_confusion_by_hand():
+    """Labels 1-6 (6 is only predicted). F1: 1: 2/3, 2: 2/3, 3: 0, 4: 1, 5: 0, 6: 0 -> mean 7/18.
+    Confusion rows are recorded counts, columns predictions."""
+    m = count_metrics(TRUE, PRED)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0 + 1 + 0 + 0) / 6)
+    assert m["confusion"]["labels"] == [1, 2, 3, 4, 5, 6]
+    matrix = np.array(m["confusion"]["matrix"])
+    assert matrix.sum() == 6 and matrix[1, 1] == 1 and matrix[1, 2] == 1 and matrix[2, 0] == 1 and matrix[4, 5] == 1
+
+
+def test_accuracy_at_coverage_keeps_the_most_confident():
+    """Ten bins, confidence falling; the first four right, the rest wrong: 10-40% coverage 1.0, 50% 0.8, 100% 0.4."""
+    true = [1] * 10
+    pred = [1, 1, 1, 1, 2, 2, 2, 2, 2, 2]
+    confidence = np.linspace(0.9, 0.3, 10)
+    probs = np.stack([confidence, 1 - confidence], axis=1)
+    coverage = count_metrics(true, pred, probs, classes=[1, 2])["coverage"]
+    assert [coverage[k] for k in ("10", "40", "50", "100")] == [1.0, 1.0, pytest.approx(0.8), pytest.approx(0.4)]
+    assert list(coverage) == [str(x) for x in range(10, 101, 10)]
+
+
+def test_metrics_from_logits_uses_class_values():
+    """Class i means count classes[i]: logits peaking at index 0 over classes [3, 4] predict a count of 3."""
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    m = metrics_from_logits(logits, [3, 4, 4], classes=[3, 4])
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["coverage"]["100"] == pytest.approx(2 / 3)
+
+
+def test_empty_or_mismatched_input_is_refused():
+    """No labels, or fewer predictions than labels, is a clear error."""
+    with pytest.raises(ValueError, match="at least one"):
+        count_metrics([], [])
+    with pytest.raises(ValueError, match="as many predictions"):
+        count_metrics([1, 2], [1])

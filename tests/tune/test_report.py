@@ -1,0 +1,37 @@
+"""The report: reproduced from the study's storage alone, with the best config and the plots."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from bintally.cli import app
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_reproduces_the_report_from_storage_alone(sqlite_run, tmp_path, monkeypatch):
+    """`bintally tune --show --storage ... --study ...` from another directory, with no manifest or space: the same
+    summary as the run wrote, a best config that is the best trial's, and PNG plots."""
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{sqlite_run / 'study.db'}"
+    result = CliRunner().invoke(app, ["tune", "--show", "--storage", storage, "--study", "sq", "--out", "again"])
+    assert result.exit_code == 0, result.output
+    again = tmp_path / "again"
+    assert json.loads((again / "summary.json").read_text()) == json.loads((sqlite_run / "summary.json").read_text())
+    summary = json.loads((again / "summary.json").read_text())
+    best = summary["best"]
+    assert best["value"] == max(t["value"] for t in summary["trials"])
+    assert yaml.safe_load((again / "best_config.yaml").read_text())["lr"] == best["params"]["lr"]
+    for name in ("history.png", "learning_curves.png", "importance.png"):
+        assert (again / name).read_bytes().startswith(PNG)
+    assert f"best: trial {best['number']}" in result.output
+
+
+def test_tuning_needs_a_manifest_and_trials(tmp_path):
+    """Without --show, a missing MANIFEST or --trials is a usage error, and nothing is created."""
+    result = CliRunner().invoke(app, ["tune", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "needs MANIFEST and --trials" in result.output
+    assert not (tmp_path / "x").exists()
