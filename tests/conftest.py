@@ -38,6 +38,23 @@ def small_manifest(tmp_path_factory, abid_root) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_artifact(tmp_path_factory) -> str:
+    """Packaged EfficientNet-Lite0 with a fresh ordinal head for counts 1-5 at 96 px; no model.onnx,
+    so the ONNX backend exports one when it loads."""
+    from bintally.model.artifact import ModelSpec, save_artifact
+    from bintally.model.heads import create_model
+    from bintally.model.preprocess import Preprocess
+
+    out = str(tmp_path_factory.mktemp("artifact"))
+    classes = [1, 2, 3, 4, 5]
+    model = create_model("tf_efficientnet_lite0", "ordinal", classes, weights="packaged")
+    spec = ModelSpec(name="small-test", version="1", backbone="tf_efficientnet_lite0", head="ordinal",
+                     classes=classes, preprocess=Preprocess(size=96))
+    save_artifact(out, model, spec)
+    return out
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, with throwaway credentials in the environment."""
     from moto.server import ThreadedMotoServer

@@ -9,24 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bintally.cli import app
-from bintally.model.artifact import ModelSpec, save_artifact
-from bintally.model.heads import create_model
-from bintally.model.preprocess import Preprocess
 from bintally.predict import PredictConfig, predict
 
 CLASSES = [1, 2, 3, 4, 5]
 PHOTO_IDS = ["00585", "00588", "00589", "00594"]
-
-
-@pytest.fixture(scope="module")
-def artifact_without_onnx(tmp_path_factory) -> str:
-    """Packaged EfficientNet-Lite0, fresh ordinal head, 96 px; no model.onnx, so the ONNX backend exports one."""
-    out = str(tmp_path_factory.mktemp("artifact"))
-    model = create_model("tf_efficientnet_lite0", "ordinal", CLASSES, weights="packaged")
-    spec = ModelSpec(name="predict-test", version="1", backbone="tf_efficientnet_lite0", head="ordinal",
-                     classes=CLASSES, preprocess=Preprocess(size=96))
-    save_artifact(out, model, spec)
-    return out
 
 
 @pytest.fixture
@@ -46,12 +32,12 @@ def read_rows(path) -> dict[str, dict]:
         return {row["id"]: row for row in csv.DictReader(fh)}
 
 
-def test_predict_folder_with_a_corrupt_photo_then_resume(artifact_without_onnx, photo_folder, tmp_path):
+def test_predict_folder_with_a_corrupt_photo_then_resume(small_artifact, photo_folder, tmp_path):
     """`bintally predict` over a folder: the four photos get a count 1-5 with probabilities summing to 1, the
     corrupt one a filled error column; a rerun skips the four scored photos, retries only the corrupt one, and
     leaves one row per photo."""
     out = tmp_path / "predictions.csv"
-    args = ["predict", artifact_without_onnx, str(photo_folder), "--out", str(out), "--batch-size", "3", "--workers", "2"]
+    args = ["predict", small_artifact, str(photo_folder), "--out", str(out), "--batch-size", "3", "--workers", "2"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     rows = read_rows(out)
@@ -63,7 +49,7 @@ def test_predict_folder_with_a_corrupt_photo_then_resume(artifact_without_onnx, 
         assert sum(float(row[f"p_{c}"]) for c in CLASSES) == pytest.approx(1.0, abs=1e-5)
         assert float(row["confidence"]) == pytest.approx(max(float(row[f"p_{c}"]) for c in CLASSES))
 
-    cfg = PredictConfig(model=artifact_without_onnx, inputs=[str(photo_folder)], out=str(out), backend="torch")
+    cfg = PredictConfig(model=small_artifact, inputs=[str(photo_folder)], out=str(out), backend="torch")
     summary = predict(cfg)
     assert (summary.found, summary.skipped, summary.scored, summary.failed) == (5, 4, 0, 1)
     again = read_rows(out)
@@ -71,13 +57,13 @@ def test_predict_folder_with_a_corrupt_photo_then_resume(artifact_without_onnx, 
     assert {k: again[k]["count"] for k in PHOTO_IDS} == {k: rows[k]["count"] for k in PHOTO_IDS}
 
 
-def test_predict_glob_and_s3_prefix(artifact_without_onnx, photo_folder, s3_endpoint, photos_in_s3, tmp_path):
+def test_predict_glob_and_s3_prefix(small_artifact, photo_folder, s3_endpoint, photos_in_s3, tmp_path):
     """A glob picks only its matches; an s3:// prefix on moto is listed and scored, rows keep the s3:// URI."""
     out = tmp_path / "glob.csv"
-    predict(PredictConfig(model=artifact_without_onnx, inputs=[f"{photo_folder}/*.jpg"], out=str(out), backend="torch"))
+    predict(PredictConfig(model=small_artifact, inputs=[f"{photo_folder}/*.jpg"], out=str(out), backend="torch"))
     assert set(read_rows(out)) == {"00585", "00589", "broken"}
     out = tmp_path / "s3.csv"
-    cfg = PredictConfig(model=artifact_without_onnx, inputs=["s3://scoring/day1/"], out=str(out), backend="torch", endpoint_url=s3_endpoint)
+    cfg = PredictConfig(model=small_artifact, inputs=["s3://scoring/day1/"], out=str(out), backend="torch", endpoint_url=s3_endpoint)
     summary = predict(cfg)
     rows = read_rows(out)
     assert summary.scored == len(PHOTO_IDS) == len(rows)

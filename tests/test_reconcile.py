@@ -38,3 +38,39 @@ def test_summary_counts_decisions_and_measures_them_against_audited_counts():
     assert summary.by_decision == {"accept": 2, "review": 1, "mismatch": 1}
     assert summary.accept_precision == 0.5 and summary.mismatch_precision == 1.0
     assert summarise(results).accept_precision is None
+
+
+def test_reconcile_cli_over_a_csv_with_an_unreadable_photo(tmp_path, abid_root, small_artifact):
+    """A CSV of real photos with recorded and audited quantities, plus one corrupt file: every record gets a row,
+    the corrupt one an error and no decision, and the audited precision is computed from the decided ones."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from bintally.cli import app
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((abid_root / "bin-images" / "00585.jpg").read_bytes()[:300])
+    photos = [abid_root / "bin-images" / f"{i}.jpg" for i in ("00585", "00588", "00589")]
+    records = tmp_path / "records.csv"
+    lines = ["uri,expected_quantity,true_quantity"] + [f"{p},{q},{t}" for p, q, t in zip(photos, (1, 2, 3), (1, 3, ""))]
+    records.write_text("\n".join(lines + [f"{broken},2,"]) + "\n")
+    out = tmp_path / "decisions.csv"
+    result = CliRunner().invoke(app, ["reconcile", small_artifact, str(records), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == ["00585", "00588", "00589", "broken"]
+    assert all(r["decision"] in ("accept", "review", "mismatch") for r in rows[:3])
+    assert rows[3]["decision"] == "" and "ImageError" in rows[3]["error"]
+    assert "3 records decided, 1 unreadable" in result.output
+
+
+def test_records_csv_without_the_needed_columns_is_a_clear_error(tmp_path):
+    from bintally.reconcile import read_records
+
+    (tmp_path / "r.csv").write_text("image,qty\na.jpg,3\n")
+    with pytest.raises(ValueError, match="needs columns uri and expected_quantity"):
+        read_records(str(tmp_path / "r.csv"))
+    (tmp_path / "r.csv").write_text("uri,expected_quantity\na.jpg,three\n")
+    with pytest.raises(ValueError, match="line 2: expected_quantity"):
+        read_records(str(tmp_path / "r.csv"))

@@ -122,35 +122,49 @@ def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda
     if storage.is_remote(cfg.out):
         raise ValueError("--out must be a local path: the CSV is appended to after every batch")
     predictor = load_predictor(cfg.model, cfg.backend)
-    classes, pp = predictor.spec.classes, predictor.spec.preprocess
-    header = columns(classes)
+    header = columns(predictor.spec.classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
     done = resume(cfg.out, header)
     todo = [u for u in uris if u not in done]
-    batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
-    load = partial(_load, pp=pp, endpoint_url=cfg.endpoint_url, max_pixels=cfg.max_pixels)
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-    failed = 0
-    with open(cfg.out, "a", newline="") as fh, ThreadPoolExecutor(cfg.workers) as pool:
+    failed = scored = 0
+    with open(cfg.out, "a", newline="") as fh:
         writer = csv.DictWriter(fh, header)
         if fh.tell() == 0:
             writer.writeheader()
-        for n, (batch, loaded) in enumerate(_read_ahead(pool, batches, load)):
-            rows = _score_batch(predictor, batch, loaded, classes)
+        for batch in score_images(predictor, todo, cfg.batch_size, cfg.workers, cfg.endpoint_url, cfg.max_pixels):
+            rows = [_row(uri, outcome) for uri, outcome in batch]
             failed += sum(1 for row in rows if row["error"])
+            scored += len(rows)
             writer.writerows(rows)
             fh.flush()
-            on_progress(min((n + 1) * cfg.batch_size, len(todo)), len(todo))
+            on_progress(scored, len(todo))
     return PredictSummary(out=cfg.out, found=len(uris), skipped=len(uris) - len(todo), scored=len(todo) - failed, failed=failed)
 
 
-def _score_batch(predictor: Predictor, uris: list[str], loaded: list[np.ndarray | str], classes: list[int]) -> list[dict]:
+def score_images(
+    predictor: Predictor,
+    uris: list[str],
+    batch_size: int = 32,
+    workers: int = 4,
+    endpoint_url: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[list[tuple[str, CountScore | str]]]:
+    """Scores photos batch by batch: each (uri, its score or why it could not be read)."""
+    batches = [uris[i : i + batch_size] for i in range(0, len(uris), batch_size)]
+    load = partial(_load, pp=predictor.spec.preprocess, endpoint_url=endpoint_url, max_pixels=max_pixels)
+    with ThreadPoolExecutor(workers) as pool:
+        for batch, loaded in _read_ahead(pool, batches, load):
+            yield list(zip(batch, _score_batch(predictor, loaded)))
+
+
+def _score_batch(predictor: Predictor, loaded: list[np.ndarray | str]) -> list[CountScore | str]:
     good = [i for i, x in enumerate(loaded) if isinstance(x, np.ndarray)]
     logits = predictor.logits(np.stack([loaded[i] for i in good])) if good else []
     outcomes: list[CountScore | str] = list(loaded)  # the error text stays where a photo could not be read
     for i, row in zip(good, logits):
-        outcomes[i] = score(row, classes)
-    return [_row(uri, outcome) for uri, outcome in zip(uris, outcomes)]
+        outcomes[i] = score(row, predictor.spec.classes)
+    return outcomes
 
 
 def _row(uri: str, outcome: CountScore | str) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
@@ -25,7 +26,7 @@ def test_retrain_best_writes_a_tested_artifact(sqlite_run, small_manifest):
     assert (sqlite_run / "final-test" / "report.html").exists()
 
     rows = read_manifest(str(small_manifest)).split("test")
-    images = [decode_image(open(r.uri, "rb").read()) for r in rows]
+    images = [decode_image(storage.read_bytes(r.uri)) for r in rows]
     with torch.no_grad():
         logits = artifact.torch_model()(torch.from_numpy(prepare_batch(images, artifact.spec.preprocess)))
     assert logits.shape == (len(rows), len(artifact.spec.classes)) and np.isfinite(logits.numpy()).all()

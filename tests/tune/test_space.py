@@ -71,10 +71,19 @@ def test_fixed_values_reach_the_config():
         ("params: {lr: {type: gaussian}}", "type"),
         ("params: {label_smoothing: {type: float, low: 0, high: 0.2, when: {head: classify}}}", "'when' refers to head"),
         ("fixed: {strategy: sideways}", "strategy"),
+        ("params: {strategy: {type: categorical, choices: [full, sideways]}}", "strategy"),
+        ("params: {augment_strength: {type: float, low: 0.5, high: 3}}", "augment_strength"),
         ("params: [lr", "space"),
     ],
 )
 def test_bad_spaces_are_refused_with_the_reason(text, error):
-    """Typos, tuner-owned split fields, empty or inverted ranges, dangling conditions and bad YAML: a SpaceError naming the problem."""
+    """Typos, tuner-owned fields, inverted ranges, values TrainConfig refuses (fixed, a choice, a range end), dangling
+    conditions and bad YAML: a SpaceError naming the problem, before any trial runs."""
     with pytest.raises(SpaceError, match=error):
         parse_space(text)
+
+
+def test_a_missing_space_file_names_the_packaged_ones(tmp_path):
+    """--space pointing at no file: a SpaceError listing the packaged spaces."""
+    with pytest.raises(SpaceError, match="no such file .packaged spaces: default, original"):
+        load_space(str(tmp_path / "nope.yaml"))

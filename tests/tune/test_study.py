@@ -11,7 +11,14 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from bintally.tune.study import TuneConfig, TuneError, load_study, open_storage, open_study, tune
+from bintally.tune.study import (
+    TuneConfig,
+    TuneError,
+    load_study,
+    open_storage,
+    open_study,
+    tune,
+)
 
 
 def _states(study: optuna.Study) -> dict[int, TrialState]:
@@ -94,17 +101,17 @@ def test_two_workers_share_a_postgresql_study(tmp_path, small_manifest, tiny_spa
     assert all(t.user_attrs.get("note") == "another worker took the last trial" for t in others)
 
 
-@pytest.mark.parametrize("pruner", ["median", "hyperband"])
-def test_a_clearly_bad_trial_is_pruned(tmp_path, small_manifest, tiny_space, pruner):
-    """After two normal trials, a trial enqueued with lr=10 (validation loss in the thousands) is PRUNED, and the
-    median pruner stops it after its first epoch."""
-    cfg = TuneConfig(manifest=str(small_manifest), trials=2, study="p", out=str(tmp_path), space=str(tiny_space),
-                     metric="loss", pruner=pruner, startup_trials=2)
+@pytest.mark.parametrize("pruner, normal", [("median", 1), ("hyperband", 2)])
+def test_a_clearly_bad_trial_is_pruned(tmp_path, small_manifest, tiny_space, pruner, normal):
+    """After normal trials (Hyperband needs two to rank against), a trial enqueued with lr=10 (validation loss in
+    the thousands) is PRUNED, and the median pruner stops it after its first epoch."""
+    cfg = TuneConfig(manifest=str(small_manifest), trials=normal, study="p", out=str(tmp_path),
+                     space=str(tiny_space), metric="loss", pruner=pruner, startup_trials=1)
     tune(cfg)
     study, _ = open_study(cfg)
     study.enqueue_trial({"lr": 10.0})
-    study = tune(cfg.model_copy(update={"trials": 3}))
-    bad = study.trials[2]
+    study = tune(cfg.model_copy(update={"trials": normal + 1}))
+    bad = study.trials[normal]
     assert bad.params["lr"] == 10.0 and bad.state == TrialState.PRUNED
     if pruner == "median":
         assert list(bad.intermediate_values) == [0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Annotated, Optional, TypeVar
 
 import typer
@@ -27,6 +28,16 @@ def _config(kind: type[C], /, **fields) -> C:
         return kind(**fields)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+@contextmanager
+def _clean_errors():
+    """A bad model path, input, key file or --out: say which, without a traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
 
 
 @app.command("serve")
@@ -61,7 +72,8 @@ def serve_cmd(
         max_pixels=max_pixels,
     )
     console.print(f"serving {model} on http://{host}:{port}/ ({backend}); open it in a browser to count a photo")
-    run(cfg, host, port, max_connections)
+    with _clean_errors():
+        run(cfg, host, port, max_connections)
 
 
 @app.command("predict")
@@ -83,11 +95,8 @@ def predict_cmd(
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("scoring", total=None)
-        try:
+        with _clean_errors():
             summary = predict(cfg, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
-        except (ValueError, FileNotFoundError) as exc:  # a bad model, input or --out: say which, no traceback
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
     console.print(
         f"{summary.found:,} photos: {summary.scored:,} scored, {summary.failed:,} unreadable (see the error column), "
         f"{summary.skipped:,} already in {summary.out}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import optuna
 import typer
@@ -13,7 +13,17 @@ from bintally.cli.app import app, console
 from bintally.tune.final import FinalModel, retrain_best
 from bintally.tune.report import TrialRow, TuneSummary, trial_row, write_report
 from bintally.tune.space import SpaceError
-from bintally.tune.study import DIRECTIONS, TuneConfig, TuneError, load_study, out_dir, storage_url, tune
+from bintally.tune.study import (
+    DIRECTIONS,
+    Pruner,
+    TuneConfig,
+    TuneError,
+    load_study,
+    out_dir,
+    shown_url,
+    storage_url,
+    tune,
+)
 
 STATE_STYLE = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan", "waiting": "dim"}
 
@@ -30,7 +40,8 @@ def _print_trial(trial: FrozenTrial) -> None:
     row = trial_row(trial)
     style = STATE_STYLE.get(row.state, "")
     seconds = f"{row.seconds:.1f}s" if row.seconds is not None else "-"
-    console.print(f"trial {row.number:>3}  [{style}]{row.state:<8}[/]  {_value(row):>8}  {seconds:>8}  {_params(row)}")
+    note = f"  ({row.note})" if row.note else ""
+    console.print(f"trial {row.number:>3}  [{style}]{row.state:<8}[/]  {_value(row):>8}  {seconds:>8}  {_params(row)}{note}")
 
 
 def _print_summary(summary: TuneSummary) -> None:
@@ -69,6 +80,7 @@ def tune_cmd(
     metric: Annotated[Optional[str], typer.Option(help=f"validation metric: {', '.join(DIRECTIONS)}")] = None,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none")] = "median",
     startup_trials: Annotated[int, typer.Option(min=0, help="trials the median pruner lets finish first")] = 3,
+    warmup_epochs: Annotated[int, typer.Option(min=0, help="epochs of each trial the median pruner never judges")] = 0,
     heartbeat: Annotated[int, typer.Option(min=1, help="seconds between a worker's heartbeats")] = 30,
     out: Annotated[Optional[str], typer.Option(help="trial models and report [default: runs/tune-STUDY]")] = None,
     show: Annotated[bool, typer.Option("--show", help="print and write the report from the storage; no new trials")] = False,
@@ -79,24 +91,25 @@ def tune_cmd(
         raise typer.BadParameter("tuning needs MANIFEST and --trials (or use --show)")
     if retrain and manifest is None:
         raise typer.BadParameter("--retrain-best needs MANIFEST")
-    if pruner not in ("median", "hyperband", "none"):
-        raise typer.BadParameter("one of median, hyperband, none", param_hint="--pruner")
+    if pruner not in get_args(Pruner):
+        raise typer.BadParameter(f"one of {', '.join(get_args(Pruner))}", param_hint="--pruner")
     directory = out_dir(study, out)
-    url = storage_url(study, out, storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is printed here instead
     try:
+        url = storage_url(study, out, storage)
         if show:
             found = load_study(url, study)
         else:
             cfg = TuneConfig(manifest=manifest, trials=trials, study=study, out=out, storage=url, space=space,
-                             metric=metric, pruner=pruner, startup_trials=startup_trials, heartbeat_s=heartbeat)
-            console.print(f"study {study} in {url}")
+                             metric=metric, pruner=pruner, startup_trials=startup_trials, warmup_epochs=warmup_epochs,
+                             heartbeat_s=heartbeat)
+            console.print(f"study {study} in {shown_url(url)}")
             found = tune(cfg, on_trial=_print_trial)
         summary, written = write_report(found, directory)
         _print_summary(summary)
         console.print(f"wrote {', '.join(written)}")
         if retrain:
-            with console.status(f"training the final model from trial {summary.best.number if summary.best else '-'}"):
+            with console.status("training the final model on train+val"):
                 final = retrain_best(found, manifest, directory)
             _print_final(final)
     except (TuneError, SpaceError) as exc:

@@ -18,15 +18,17 @@ from typing import Annotated
 import anyio
 import numpy as np
 import uvicorn
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from bintally.data.images import DEFAULT_MAX_PIXELS
+from bintally.model.artifact import load_artifact
+from bintally.reconcile import ReconcilePolicy, Reconciliation, reconcile
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
-from bintally.serve.errors import ApiError, install_error_handlers, unavailable
+from bintally.serve.errors import ApiError, install_error_handlers, invalid_request, unavailable
 from bintally.serve.inputs import BodyLimitMiddleware, Fetcher, ImageRef
 from bintally.serve.metrics import MetricsMiddleware, ServeMetrics
 from bintally.serve.predictor import Backend, CountScore, Predictor, load_predictor, score
@@ -47,6 +49,7 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(10 * 2**20, ge=1024)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_instances: int = Field(64, ge=1)
+    reconcile: ReconcilePolicy = ReconcilePolicy()
 
 
 class ModelRef(BaseModel):
@@ -55,6 +58,11 @@ class ModelRef(BaseModel):
 
 
 class CountResponse(CountScore):
+    model: ModelRef
+
+
+class ReconcileResponse(Reconciliation):
+    probabilities: dict[str, float]
     model: ModelRef
 
 
@@ -196,6 +204,16 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             return await service.count(items[0])
         return BatchResponse(predictions=await asyncio.gather(*map(service.count_or_error, items)))
 
+    @app.post("/v1/reconcile", response_model=ReconcileResponse, openapi_extra=COUNT_OPENAPI, dependencies=[Depends(guard)])
+    async def reconcile_bin(request: Request, expected_quantity: Annotated[int, Query(ge=0)]):
+        """Does one photo agree with the bin's recorded quantity? `accept`, `review` (a person counts) or `mismatch`."""
+        items, is_batch = await inputs.count_items(request, cfg.max_body_bytes, cfg.max_instances)
+        if is_batch:
+            raise invalid_request("/v1/reconcile takes one image per request")
+        counted = await service.count(items[0])
+        decision = reconcile(counted.probabilities, expected_quantity, cfg.reconcile)
+        return ReconcileResponse(**decision.model_dump(), probabilities=counted.probabilities, model=counted.model)
+
     @app.post("/invocations", response_model=list[list[float]], dependencies=[Depends(guard)])
     async def invocations(request: Request):
         """SageMaker inference contract: `image/jpeg` bytes or `{"s3_uri"}` -> `[[logit_1, ..., logit_K]]`."""
@@ -231,6 +249,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
 
 def run(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, max_connections: int = 512) -> None:
-    """Serve until interrupted. `max_connections` bounds the request bodies held in memory at once."""
+    """Serve until interrupted. `max_connections` bounds the request bodies held in memory at once.
+
+    A path that is no artifact, or a bad key file, fails here at once rather than as 503s forever.
+    """
+    load_artifact(cfg.model)
+    app = create_app(cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")  # as uvicorn's own lines
-    uvicorn.run(create_app(cfg), host=host, port=port, limit_concurrency=max_connections, log_level="info")
+    uvicorn.run(app, host=host, port=port, limit_concurrency=max_connections, log_level="info")

@@ -79,7 +79,7 @@ def summarize(study: optuna.Study) -> TuneSummary:
 
 
 def _png(ax: Any) -> bytes:
-    fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+    fig = ax.figure
     fig.set_size_inches(8, 5)
     fig.tight_layout()
     buf = io.BytesIO()

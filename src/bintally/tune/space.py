@@ -16,16 +16,23 @@ test split is never touched while tuning.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import optuna
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bintally import storage
 from bintally.train.config import TrainConfig
 
-Choice = Union[bool, int, float, str, None]
+Choice = bool | int | float | str | None
 TUNER_OWNED = ("train_splits", "val_split", "monitor")
 PACKAGED = ("default", "original")
 
@@ -47,37 +54,39 @@ class _Param(BaseModel):
         return all(name in values and values[name] in allowed for name, allowed in self.when.items())
 
 
-class FloatParam(_Param):
-    type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
+class _Range(_Param):
+    """A numeric range; subclasses define `low`, `high` and `log`."""
 
     @model_validator(mode="after")
-    def _check(self) -> FloatParam:
+    def _check(self) -> _Range:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
             raise ValueError("a log range needs low > 0")
         return self
 
+    def extremes(self) -> list[Choice]:
+        """The values worth checking against TrainConfig before any trial runs."""
+        return [self.low, self.high]
+
+
+class FloatParam(_Range):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
     def suggest(self, trial: optuna.Trial, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
 
 
-class IntParam(_Param):
+class IntParam(_Range):
     type: Literal["int"]
     low: int
     high: int
     log: bool = False
     step: int = 1
-
-    @model_validator(mode="after")
-    def _check(self) -> IntParam:
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
 
     def suggest(self, trial: optuna.Trial, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log, step=self.step)
@@ -87,11 +96,14 @@ class CategoricalParam(_Param):
     type: Literal["categorical"]
     choices: list[Choice] = Field(min_length=1)
 
+    def extremes(self) -> list[Choice]:
+        return self.choices
+
     def suggest(self, trial: optuna.Trial, name: str) -> Choice:
         return trial.suggest_categorical(name, self.choices)
 
 
-Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
 class SearchSpace(BaseModel):
@@ -113,7 +125,7 @@ class SearchSpace(BaseModel):
         if both:
             raise ValueError(f"both fixed and sampled: {', '.join(both)}")
         self._check_conditions()
-        trial_config(self.fixed, "accuracy")  # a bad fixed value fails now, not at the first trial
+        self._check_values()
         return self
 
     def _check_conditions(self) -> None:
@@ -123,6 +135,13 @@ class SearchSpace(BaseModel):
             if missing:
                 raise ValueError(f"{name}: 'when' refers to {', '.join(missing)}, not fixed or sampled before it")
             known.add(name)
+
+    def _check_values(self) -> None:
+        """A bad fixed value, choice or range end fails now, not at some trial."""
+        trial_config(self.fixed, "accuracy")
+        for name, param in self.params.items():
+            for value in param.extremes():
+                trial_config({**self.fixed, name: value}, "accuracy")
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """The TrainConfig fields of one trial: the fixed ones plus those Optuna suggests."""
@@ -150,6 +169,9 @@ def load_space(name_or_url: str) -> SearchSpace:
     """A packaged space by name ('default', 'original') or a YAML file at a path or URL."""
     if name_or_url in PACKAGED:
         text = (resources.files("bintally.tune") / "spaces" / f"{name_or_url}.yaml").read_text()
-    else:
+        return parse_space(text, name_or_url)
+    try:
         text = storage.read_bytes(name_or_url).decode()
+    except FileNotFoundError as exc:
+        raise SpaceError(f"{name_or_url}: no such file (packaged spaces: {', '.join(PACKAGED)})") from exc
     return parse_space(text, name_or_url)

@@ -21,10 +21,15 @@ from collections.abc import Callable
 from typing import Literal, get_args
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import (
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+    fail_stale_trials,
+)
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bintally import storage
 from bintally.data.manifest import read_manifest
@@ -36,6 +41,7 @@ from bintally.tune.space import SearchSpace, load_space, trial_config
 DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
     m: "minimize" if m in LOWER_IS_BETTER else "maximize" for m in get_args(Monitor)
 }
+Pruner = Literal["median", "hyperband", "none"]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 IDLE_POLL_S = 5  # how often a worker with no trial left to start looks at the study again
 SETTINGS_ATTR = "bintally"
@@ -62,7 +68,7 @@ class TuneConfig(BaseModel):
     storage: str | None = None  # default: SQLite file study.db in `out`
     space: str | None = None  # packaged name or YAML path/URL; default: the study's own, else 'default'
     metric: str | None = None  # default: the study's own, else accuracy
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Pruner = "median"
     startup_trials: int = Field(3, ge=0)  # trials the median pruner lets finish before it judges
     warmup_epochs: int = Field(0, ge=0)  # epochs of each trial the median pruner never judges
     heartbeat_s: int = Field(30, ge=1)  # a killed worker's trial is failed after two missed beats
@@ -79,6 +85,10 @@ def out_dir(study: str, out: str | None) -> str:
 def storage_url(study: str, out: str | None, url: str | None) -> str:
     """The given storage URL, or a SQLite file beside the run."""
     if url:
+        try:
+            make_url(url)
+        except ArgumentError as exc:
+            raise TuneError(f"--storage {url!r} is not a database URL (sqlite:///FILE or postgresql://...)") from exc
         return url
     directory = out_dir(study, out)
     if storage.is_remote(directory):
@@ -108,6 +118,11 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> RDBStorage:
     )
 
 
+def shown_url(url: str) -> str:
+    """The storage URL with its password masked, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def load_study(url: str, name: str) -> optuna.Study:
     """An existing study, for reports and retraining: its storage is all they need."""
     database = make_url(url).database
@@ -116,11 +131,13 @@ def load_study(url: str, name: str) -> optuna.Study:
     store = open_storage(url)
     names = optuna.get_all_study_names(store)
     if name not in names:
-        raise TuneError(f"no study {name!r} in {url} (it has: {', '.join(names) or 'none'})")
+        raise TuneError(f"no study {name!r} in {shown_url(url)} (it has: {', '.join(names) or 'none'})")
     return optuna.load_study(study_name=name, storage=store)
 
 
 def study_settings(study: optuna.Study) -> StudySettings:
+    if SETTINGS_ATTR not in study.user_attrs:
+        raise TuneError(f"study {study.study_name!r} was not made by bintally tune")
     return StudySettings.model_validate(study.user_attrs[SETTINGS_ATTR])
 
 
@@ -154,6 +171,7 @@ def open_study(cfg: TuneConfig) -> tuple[optuna.Study, StudySettings]:
     stored = None
     if cfg.study in optuna.get_all_study_names(store):
         attrs = optuna.load_study(study_name=cfg.study, storage=store).user_attrs
+        # No settings yet: another worker has just created the study and is about to store the same.
         stored = StudySettings.model_validate(attrs[SETTINGS_ATTR]) if SETTINGS_ATTR in attrs else None
     settings = _requested_settings(cfg, stored)
     study = optuna.create_study(
@@ -201,10 +219,7 @@ def _objective(cfg: TuneConfig, settings: StudySettings, trial: optuna.Trial) ->
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
     trial.set_user_attr("best_epoch", result.best_epoch)
     trial.set_user_attr("model", result.out_dir)
-    value = result.best_val[settings.metric]
-    if not math.isfinite(value):
-        raise optuna.TrialPruned(f"diverged: validation {settings.metric} is {value}")
-    return value
+    return result.best_val[settings.metric]  # finite: every epoch's value passed _on_epoch
 
 
 def _tally(study: optuna.Study) -> tuple[int, int]:
