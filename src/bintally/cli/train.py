@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
+import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -69,8 +70,24 @@ def print_epoch(epoch: int, val: dict[str, float]) -> None:
     console.print(f"epoch {epoch + 1}: validation {shown or '(none)'}")
 
 
+def with_config_file(ctx: typer.Context, path: str | None, fields: dict) -> dict:
+    """Fields of a YAML config file (e.g. a tuning run's best_config.yaml), overridden by options given on the command line."""
+    if path is None:
+        return fields
+    loaded = yaml.safe_load(storage.read_bytes(path))
+    if not isinstance(loaded, dict):
+        raise typer.BadParameter(f"{path} is not a mapping of training settings", param_hint="--config")
+    unknown = sorted(set(loaded) - set(TrainConfig.model_fields))
+    if unknown:
+        raise typer.BadParameter(f"{path} has unknown settings: {', '.join(unknown)}", param_hint="--config")
+    # typer ships its own click, so the ParameterSource enum is compared by name.
+    given = {k: v for k, v in fields.items() if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
+    return {**loaded, **given}
+
+
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     manifest: str,
     out: Annotated[str, typer.Option("--out", help="run directory; becomes the model artifact")],
     backbone: str = DEFAULT.backbone,
@@ -103,10 +120,11 @@ def train_cmd(
     limit_val: Optional[int] = None,
     name: Optional[str] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+    config: Annotated[Optional[str], typer.Option(help="YAML of training settings (e.g. tune's best_config.yaml); options given here override it")] = None,
 ) -> None:
     """Train a counting model on a manifest; the run directory becomes a model artifact (best validation epoch)."""
     try:
-        cfg = TrainConfig(
+        fields = dict(
             backbone=backbone, weights=weights, strategy=strategy, staged_head_epochs=staged_head_epochs, head=head,
             epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_scale=backbone_lr_scale, weight_decay=weight_decay,
             augment=augment, augment_strength=augment_strength, ordinal_sigma=ordinal_sigma,
@@ -116,6 +134,7 @@ def train_cmd(
             monitor=monitor, patience=patience, seed=seed, device=device, amp=amp, channels_last=channels_last,
             workers=workers, limit_train=limit_train, limit_val=limit_val, name=name,
         )  # fmt: skip
+        cfg = TrainConfig(**with_config_file(ctx, config, fields))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     with reported_errors(), step_progress() as on_step:
