@@ -2,6 +2,7 @@
 # Services the tests use for real: PostgreSQL (shared Optuna storage) and Chromium (the web page).
 # Installs them from Debian if missing, starts PostgreSQL, and prints the env line for the tests.
 set -euo pipefail
+exec 3>&1 1>&2  # stdout carries only the env line the caller evals; all else goes to stderr
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
@@ -17,4 +18,4 @@ su postgres -c "psql -qtc \"SELECT 1 FROM pg_roles WHERE rolname='bintally'\"" |
   || su postgres -c "psql -qc \"CREATE ROLE bintally LOGIN PASSWORD 'bintally' CREATEDB\""
 su postgres -c "psql -qtc \"SELECT 1 FROM pg_database WHERE datname='bintally_test'\"" | grep -q 1 \
   || su postgres -c "createdb -O bintally bintally_test"
-echo "export BINTALLY_TEST_POSTGRES_URL=postgresql://bintally:bintally@127.0.0.1:5432/bintally_test"
+echo "export BINTALLY_TEST_POSTGRES_URL=postgresql://bintally:bintally@127.0.0.1:5432/bintally_test" >&3
