@@ -1,6 +1,7 @@
 """Counting accuracy: the original recipe against the best known one, on the same split of ../shared/abid (counts 1-5).
 
     python benchmarks/accuracy.py --preset cpu-small    # 2-core CPU, under 30 minutes: a subset, small photos, few epochs
+    python benchmarks/accuracy.py --preset cpu-full     # 2-core CPU, about an hour: all training photos, 160 px, 8 epochs
     python benchmarks/accuracy.py --preset gpu          # a CUDA GPU: all the data, 224 px, 20 epochs
 
 Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
@@ -33,6 +34,7 @@ from bintally.train.loop import train
 ABID = Path(__file__).resolve().parents[2] / "shared" / "abid"
 PRESETS = {
     "cpu-small": {"image_size": 128, "epochs": 5, "limit_train": 600, "limit_val": 200, "batch_size": 32, "workers": 2, "device": "cpu"},
+    "cpu-full": {"image_size": 160, "epochs": 8, "limit_val": 400, "batch_size": 32, "workers": 2, "device": "cpu"},
     "gpu": {"image_size": 224, "epochs": 20, "batch_size": 64, "workers": 8, "device": "cuda"},
 }
 RECIPES = {
