@@ -99,7 +99,7 @@ def main() -> None:
 
     print(f"model {artifact.spec.backbone} at {pp.size} px: {flops:.3f} GFLOPs/image; "
           f"fp32 matmul peak {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}")
-    print(f"| path | batch | images/s | % of matmul peak |\n| --- | ---: | ---: | ---: |")
+    print("| path | batch | images/s | % of matmul peak |\n| --- | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['path']} | {r['batch']} | {r['images_per_s']:.1f} | {100 * r['share_of_peak']:.1f}% |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from bintally.data.manifest import (
 )
 from bintally.data.subset import Subset
 
-from .conftest import EXPECTED_PROBLEMS, GOOD_IDS, copy_bin
+from .conftest import EXPECTED_PROBLEMS, GOOD_IDS
 
 
 def test_every_bad_record_is_skipped_counted_and_reported(messy_root, tmp_path):

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from typing import Literal
 
 import pyarrow as pa
@@ -128,8 +129,9 @@ def build_manifest(
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(selection.records), READ_CHUNK):
             chunk = selection.records[start : start + READ_CHUNK]
-            blobs = root.read_many(IMAGES_DIR, [r.id for r in chunk])
-            results = pool.map(lambda r: _inspect(r.id, blobs[r.id], max_pixels), chunk)
+            ids = [r.id for r in chunk]
+            blobs = root.read_many(IMAGES_DIR, ids)
+            results = pool.map(_inspect, ids, [blobs[i] for i in ids], repeat(max_pixels))
             for record, result in zip(chunk, results):
                 if isinstance(result, Problem):
                     problems.append(result)

@@ -42,7 +42,7 @@ def root_stats(root: AbidRoot, subset: Subset) -> DatasetStats:
     skipped = selection.problem_counts()
     records = selection.records
     for start in range(0, len(records), 512):
-        for bin_id, data in root.read_many(IMAGES_DIR, [r.id for r in records[start : start + 512]]).items():
+        for data in root.read_many(IMAGES_DIR, [r.id for r in records[start : start + 512]]).values():
             try:
                 if isinstance(data, Exception):
                     raise ImageError(str(data))
