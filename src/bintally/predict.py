@@ -86,11 +86,12 @@ def resume(out: str, header: list[str]) -> set[str]:
         rows = list(reader)
     done = [row for row in rows if not row["error"]]
     if len(done) < len(rows):
-        storage.write_bytes(out, _csv_text(header, done).encode())
+        storage.write_bytes(out, csv_text(header, done).encode())
     return {row["uri"] for row in done}
 
 
-def _csv_text(header: list[str], rows: list[dict]) -> str:
+def csv_text(header: list[str], rows: list[dict]) -> str:
+    """Rows as CSV text with a header line."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, header)
     writer.writeheader()

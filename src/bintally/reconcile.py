@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bintally import storage
 from bintally.data.manifest import read_manifest
-from bintally.predict import score_images
-from bintally.serve.predictor import CountScore, load_predictor
+from bintally.predict import csv_text, score_images
+from bintally.serve.predictor import Backend, CountScore, load_predictor
 
 Decision = Literal["accept", "review", "mismatch"]
 DECISIONS: tuple[Decision, ...] = ("accept", "review", "mismatch")
@@ -99,7 +99,7 @@ class ReconcileConfig(BaseModel):
     out: str
     split: str = "test"  # for a manifest: which split's bins
     policy: ReconcilePolicy = ReconcilePolicy()
-    backend: Literal["onnx", "torch"] = "onnx"
+    backend: Backend = "onnx"
     batch_size: int = Field(32, ge=1)
     endpoint_url: str | None = None
 
@@ -139,7 +139,7 @@ class ReconcileReport(BaseModel):
     failed: int
 
 
-def reconcile_records(cfg: ReconcileConfig, on_progress: Callable[[int, int], None] = lambda done, total: None) -> ReconcileReport:
+def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     """Score every record's photo, decide, and write one CSV row per record (with an error where unreadable)."""
     records = read_records(cfg.records, cfg.split, cfg.endpoint_url)
     uris = sorted({r.uri for r in records})
@@ -147,7 +147,6 @@ def reconcile_records(cfg: ReconcileConfig, on_progress: Callable[[int, int], No
     scores: dict[str, CountScore | str] = {}
     for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url):
         scores.update(batch)
-        on_progress(len(scores), len(uris))
     rows, decided = [], []
     for record in records:
         row = {"id": record.id, "uri": record.uri, "expected_quantity": record.expected_quantity}
@@ -158,10 +157,6 @@ def reconcile_records(cfg: ReconcileConfig, on_progress: Callable[[int, int], No
         result = reconcile(outcome.probabilities, record.expected_quantity, cfg.policy)
         decided.append((result, record.true_quantity))
         rows.append(row | {"count": result.count, "match_probability": f"{result.match_probability:.6f}", "decision": result.decision, "error": ""})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, OUT_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    storage.write_bytes(cfg.out, buf.getvalue().encode(), cfg.endpoint_url)
+    storage.write_bytes(cfg.out, csv_text(OUT_COLUMNS, rows).encode(), cfg.endpoint_url)
     summary = summarise([d for d, _ in decided], [t for _, t in decided])
     return ReconcileReport(out=cfg.out, summary=summary, failed=len(records) - len(decided))

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from bintally.cli.app import app, console
 from bintally.reconcile import ReconcileConfig, ReconcilePolicy, reconcile_records
+from bintally.serve.predictor import Backend
 
 
 @app.command("reconcile")
@@ -20,7 +21,7 @@ def reconcile_cmd(
     split: Annotated[str, typer.Option(help="for a manifest: which split's bins (train, val, test, all)")] = "test",
     accept_at: Annotated[float, typer.Option(help="accept when P(count = expected) is at least this")] = ReconcilePolicy().accept_at,
     mismatch_at: Annotated[float, typer.Option(help="flag a mismatch when P(count = expected) is at most this")] = ReconcilePolicy().mismatch_at,
-    backend: Annotated[str, typer.Option(help="onnx or torch")] = "onnx",
+    backend: Annotated[Backend, typer.Option(help="onnx (fast on CPU) or torch")] = "onnx",
     endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url")] = None,
 ) -> None:
     """Decide for each record: accept, review (a person counts the bin) or mismatch."""

@@ -89,10 +89,10 @@ class AbidRoot:
         return storage.is_remote(self.url)
 
     def image_url(self, bin_id: str) -> str:
-        return storage.join(self.url, IMAGES_DIR, f"{bin_id}.jpg")
+        return storage.join(self.url, IMAGES_DIR, bin_id + SUFFIX[IMAGES_DIR])
 
     def metadata_url(self, bin_id: str) -> str:
-        return storage.join(self.url, METADATA_DIR, f"{bin_id}.json")
+        return storage.join(self.url, METADATA_DIR, bin_id + SUFFIX[METADATA_DIR])
 
     def _path(self, folder: str, name: str) -> str:
         return "/".join([self.path.rstrip("/"), folder, name])
