@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py --preset cpu-small    # 2-core CPU, under 30 minutes: a subset, small photos, few epochs
     python benchmarks/accuracy.py --preset cpu-full     # 2-core CPU, about an hour: all training photos, 160 px, 8 epochs
     python benchmarks/accuracy.py --preset gpu          # a CUDA GPU: all the data, 224 px, 20 epochs
+    python benchmarks/accuracy.py --preset cpu-full --image-size 224 --epochs 10 --recipes best   # one recipe, overridden
 
 Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
   original  frozen backbone, new linear head, RandomResizedCrop (area down to 8%), plain classification
@@ -84,19 +85,25 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--data", type=Path, default=ABID, help="ABID-layout root")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/accuracy"), help="manifest, runs and reports")
-    parser.add_argument("--json", type=Path, default=None, help="default: OUT/accuracy-PRESET.json")
+    parser.add_argument("--json", type=Path, default=None, help="default: OUT/accuracy-SETTING.json")
+    parser.add_argument("--image-size", type=int, default=None, help="override the preset's")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's")
+    parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     args = parser.parse_args()
 
-    out = args.out / args.preset
+    overrides = {k: v for k, v in {"image_size": args.image_size, "epochs": args.epochs}.items() if v is not None}
+    preset = {**PRESETS[args.preset], **overrides}
+    setting = args.preset + "".join(f"-{k.replace('_', '-')}{v}" for k, v in overrides.items())  # runs never mix settings
+    out = args.out / setting
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(args.data, args.out)
     started = time.monotonic()
-    rows = [run_recipe(name, manifest, out, PRESETS[args.preset]) for name in RECIPES]
+    rows = [run_recipe(name, manifest, out, preset) for name in args.recipes]
     summary = table(rows)
-    print(f"{args.preset} on {hardware()}, test split of {rows[0]['test']['n']:,} bins, {(time.monotonic() - started) / 60:.1f} min in all")
+    print(f"{setting} on {hardware()}, test split of {rows[0]['test']['n']:,} bins, {(time.monotonic() - started) / 60:.1f} min in all")
     print(summary)
-    path = args.json or out / f"accuracy-{args.preset}.json"
-    path.write_text(json.dumps({"preset": args.preset, "hardware": hardware(), "table": summary, "rows": rows}, indent=2))
+    path = args.json or out / f"accuracy-{setting}.json"
+    path.write_text(json.dumps({"setting": setting, "preset": preset, "hardware": hardware(), "table": summary, "rows": rows}, indent=2))
     print(f"wrote {path}")
 
 
