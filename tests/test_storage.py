@@ -31,3 +31,21 @@ def test_missing_local_file_is_file_not_found(tmp_path):
 def test_url_helpers():
     assert storage.join("s3://b/root/", "bin-images", "1.jpg") == "s3://b/root/bin-images/1.jpg"
     assert storage.is_remote("s3://b/k") and not storage.is_remote("/tmp/x") and not storage.is_remote("file:///tmp/x")
+
+
+def test_without_aws_credentials_s3_is_read_anonymously(s3_endpoint, monkeypatch, tmp_path):
+    """The public ABID bucket path: no credentials anywhere -> unsigned requests, and a public object still reads."""
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="public-test", ACL="public-read")
+    s3.put_object(Bucket="public-test", Key="bin-images/1.jpg", Body=b"jpeg", ACL="public-read")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    storage.filesystem.cache_clear()
+    try:
+        fs, _ = storage.resolve("s3://public-test/bin-images/1.jpg", s3_endpoint)
+        assert fs.anon, "with no credentials the S3 filesystem must be anonymous"
+        assert storage.read_bytes("s3://public-test/bin-images/1.jpg", s3_endpoint) == b"jpeg"
+    finally:
+        storage.filesystem.cache_clear()  # later tests get a filesystem built from their own environment
