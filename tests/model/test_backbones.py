@@ -77,6 +77,22 @@ def test_imagenet_offline_names_the_offline_choices(monkeypatch):
         create_backbone("resnet18", "imagenet")
 
 
+def test_imagenet_loads_torchvisions_weights_through_the_hub_cache(monkeypatch, tmp_path):
+    """--weights imagenet for a torchvision name goes through torch.hub: a file already in its cache (an online
+    user's second run) is what the model gets, exactly, with no network touched."""
+    from torchvision.models import ResNet18_Weights
+
+    expected = create_imagenet_model("resnet18", "none").state_dict()
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(expected, cache / ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # re-read TORCH_HOME
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("the cache was not used"))
+    loaded = create_imagenet_model("resnet18", "imagenet").state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+
+
 def test_unknown_names_are_refused():
     """Unknown backbones, and packaged weights for a backbone that has none, are clear errors."""
     with pytest.raises(ValueError, match="unknown backbone"):
