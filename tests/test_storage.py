@@ -34,10 +34,13 @@ def test_url_helpers():
 
 
 def test_without_aws_credentials_s3_is_read_anonymously(s3_endpoint, monkeypatch, tmp_path):
-    """The public ABID bucket path: no credentials anywhere -> unsigned requests, and a public object still reads."""
+    """The public ABID bucket path: no credentials anywhere -> unsigned requests. A public object reads; a private
+    one is refused by the store (proof the requests really go unsigned), as a PermissionError, not a crash."""
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket="public-test", ACL="public-read")
     s3.put_object(Bucket="public-test", Key="bin-images/1.jpg", Body=b"jpeg", ACL="public-read")
+    s3.create_bucket(Bucket="private-test")
+    s3.put_object(Bucket="private-test", Key="2.jpg", Body=b"secret")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -47,5 +50,7 @@ def test_without_aws_credentials_s3_is_read_anonymously(s3_endpoint, monkeypatch
         fs, _ = storage.resolve("s3://public-test/bin-images/1.jpg", s3_endpoint)
         assert fs.anon, "with no credentials the S3 filesystem must be anonymous"
         assert storage.read_bytes("s3://public-test/bin-images/1.jpg", s3_endpoint) == b"jpeg"
+        with pytest.raises(PermissionError):
+            storage.read_bytes("s3://private-test/2.jpg", s3_endpoint)
     finally:
         storage.filesystem.cache_clear()  # later tests get a filesystem built from their own environment
