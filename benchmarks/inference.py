@@ -30,7 +30,7 @@ from _model import benchmark_artifact, photo_bytes
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
 from bintally.serve.inputs import decode_and_prepare
-from bintally.serve.predictor import load_predictor
+from bintally.model.predictor import load_predictor
 
 BATCHES = (1, 32)
 

@@ -30,7 +30,7 @@ from _model import benchmark_artifact, photo_bytes
 from bintally.data.images import decode_image
 from bintally.model.artifact import load_artifact
 from bintally.model.preprocess import prepare
-from bintally.serve.predictor import score
+from bintally.model.predictor import score
 
 JPEG = {"content-type": "image/jpeg"}
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from bintally.model.preprocess import Preprocess, prepare
-from bintally.serve.predictor import Backend, CountScore, Predictor, load_predictor, score
+from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor, score
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

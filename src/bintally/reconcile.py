@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from bintally import storage
 from bintally.data.manifest import read_manifest
 from bintally.predict import csv_text, score_images
-from bintally.serve.predictor import Backend, CountScore, load_predictor
+from bintally.model.predictor import Backend, CountScore, load_predictor
 
 Decision = Literal["accept", "review", "mismatch"]
 DECISIONS: tuple[Decision, ...] = ("accept", "review", "mismatch")

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bintally.serve.errors import ApiError
-from bintally.serve.inputs import Fetcher, ImageRef
+from bintally.serve.fetch import Fetcher
+from bintally.serve.inputs import ImageRef
 from bintally.serve.security import ApiKeys, UriPolicy, is_public
 
 

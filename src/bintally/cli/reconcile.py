@@ -10,7 +10,7 @@ from rich.table import Table
 
 from bintally.cli.app import app, console
 from bintally.reconcile import ReconcileConfig, ReconcilePolicy, reconcile_records
-from bintally.serve.predictor import Backend
+from bintally.model.predictor import Backend
 
 
 @app.command("reconcile")

@@ -14,7 +14,7 @@ from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.predict import PredictConfig, predict
 from bintally.serve.app import ServeConfig, run
 from bintally.serve.batching import BatchConfig
-from bintally.serve.predictor import Backend
+from bintally.model.predictor import Backend
 
 BackendOpt = Annotated[Backend, typer.Option(help="onnx (fast on CPU) or torch")]
 EndpointOpt = Annotated[Optional[str], typer.Option("--endpoint-url", help="S3-compatible endpoint")]

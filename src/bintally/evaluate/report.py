@@ -22,9 +22,9 @@ from torch.utils.data import DataLoader
 from bintally import storage
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
-from bintally.train.dataset import BinDataset, predict_logits
-from bintally.train.distributed import pick_device
-from bintally.train.metrics import metrics_from_logits
+from bintally.data.dataset import BinDataset
+from bintally.model.inference import pick_device, predict_logits
+from bintally.evaluate.metrics import metrics_from_logits
 
 TEST_SPLIT = "test"
 

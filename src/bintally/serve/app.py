@@ -29,9 +29,11 @@ from bintally.reconcile import ReconcilePolicy, Reconciliation, reconcile
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
 from bintally.serve.errors import ApiError, install_error_handlers, invalid_request, unavailable
-from bintally.serve.inputs import BodyLimitMiddleware, Fetcher, ImageRef
+from bintally.serve.body_limit import BodyLimitMiddleware
+from bintally.serve.fetch import Fetcher
+from bintally.serve.inputs import ImageRef
 from bintally.serve.metrics import MetricsMiddleware, ServeMetrics
-from bintally.serve.predictor import Backend, CountScore, Predictor, load_predictor, score
+from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor, score
 from bintally.serve.security import ApiKeys, UriPolicy
 
 log = logging.getLogger(__name__)

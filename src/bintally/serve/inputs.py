@@ -2,34 +2,30 @@
 
 Every way a photo can arrive ends as bytes here; `decode_and_prepare` then turns
 bytes into the model's input through the one decoder and the one preprocessing.
-Each failure is an `ApiError` with the status DESIGN.md gives it.
+Each failure is an `ApiError` with its status (see `serve/errors.py`). Photos named
+by URI are fetched in `serve/fetch.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
-import anyio
-import httpcore
-import httpx
 import numpy as np
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bintally import storage
 from bintally.data.images import ImageError, ImageTooLarge, decode_image
 from bintally.model.preprocess import Preprocess, prepare
-from bintally.serve.errors import ApiError, bad_image, error_response, invalid_request, too_large
-from bintally.serve.security import PublicOnlyBackend, UriPolicy
+from bintally.serve.errors import (
+    ApiError,
+    bad_image,
+    invalid_request,
+    too_large,
+)
 
 IMAGE_TYPES = ("image/jpeg", "image/jpg", "image/png", "application/x-image")
-MAX_REDIRECTS = 5
-FETCH_TIMEOUT_S = 10.0
 
 
 class ImageRef(BaseModel):
@@ -109,80 +105,6 @@ async def multipart_file(request: Request, max_bytes: int) -> bytes:
     return await upload.read()
 
 
-class Fetcher:
-    """Fetches the bytes an `ImageRef` names, within the URI policy and the byte limit."""
-
-    def __init__(self, policy: UriPolicy, endpoint_url: str | None, max_bytes: int):
-        self.policy, self.endpoint_url, self.max_bytes = policy, endpoint_url, max_bytes
-        self._pool = httpcore.AsyncConnectionPool(network_backend=PublicOnlyBackend(policy.allow_private_hosts))
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-    async def load(self, ref: ImageRef) -> bytes:
-        if ref.image_base64 is not None:
-            return decode_base64(ref.image_base64)
-        if ref.s3_uri is not None:
-            return await anyio.to_thread.run_sync(self._read_s3, self.policy.check_s3(ref.s3_uri))
-        return await self._read_url(ref.url)
-
-    def _read_s3(self, uri: str) -> bytes:
-        fs, path = storage.resolve(uri, self.endpoint_url)
-        try:
-            if fs.size(path) > self.max_bytes:
-                raise too_large(f"{uri} is larger than {self.max_bytes:,} bytes")
-            return fs.cat_file(path)
-        except FileNotFoundError as exc:
-            raise ApiError(404, "not_found", f"{uri} does not exist") from exc
-        except PermissionError as exc:
-            raise ApiError(403, "forbidden_uri", f"the server may not read {uri}") from exc
-        except OSError as exc:
-            raise ApiError(502, "upstream_error", f"cannot read {uri}: {exc}") from exc
-
-    async def _read_url(self, url: str) -> bytes:
-        target = self.policy.check_url(url)
-        for _ in range(MAX_REDIRECTS + 1):
-            status, location, data = await self._get(target)
-            if location is None:
-                if status == 404:
-                    raise ApiError(404, "not_found", f"{target} answered 404")
-                if status >= 400:
-                    raise ApiError(502, "upstream_error", f"{target} answered {status}")
-                return data
-            target = self.policy.check_url(str(target.join(location)))  # every hop meets the same rules
-        raise ApiError(502, "upstream_error", f"more than {MAX_REDIRECTS} redirects")
-
-    async def _get(self, url: httpx.URL) -> tuple[int, str | None, bytes]:
-        extensions = {"timeout": {k: FETCH_TIMEOUT_S for k in ("connect", "read", "write", "pool")}}
-        try:
-            async with self._pool.stream("GET", str(url), extensions=extensions) as response:
-                if 300 <= response.status < 400:
-                    location = dict((k.lower(), v) for k, v in response.headers).get(b"location")
-                    if location:
-                        return response.status, location.decode("latin-1"), b""
-                return response.status, None, await self._read_limited(response)
-        except httpcore.TimeoutException as exc:
-            raise ApiError(504, "upstream_timeout", f"{url} did not answer in {FETCH_TIMEOUT_S:.0f} s") from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            raise ApiError(502, "upstream_error", f"cannot fetch {url}: {exc}") from exc
-
-    async def _read_limited(self, response: httpcore.Response) -> bytes:
-        chunks, size = [], 0
-        async for chunk in response.aiter_stream():
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise too_large(f"the image at the URL is larger than {self.max_bytes:,} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def decode_base64(text: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise bad_image(f"image_base64 is not valid base64: {exc}") from exc
-
-
 def decode_and_prepare(data: bytes, pp: Preprocess, max_pixels: int) -> np.ndarray:
     """Bytes -> the model's input (3, size, size). Blocking: call it off the event loop."""
     try:
@@ -191,49 +113,6 @@ def decode_and_prepare(data: bytes, pp: Preprocess, max_pixels: int) -> np.ndarr
         raise too_large(str(exc)) from exc
     except ImageError as exc:
         raise bad_image(str(exc)) from exc
-
-
-class BodyLimitMiddleware:
-    """413 for a body over `max_bytes`, by Content-Length or while it streams, before it is all in memory.
-
-    The refused body is still read (and dropped, up to `drain_bytes`) so the client,
-    still sending, gets the 413 instead of a reset connection.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, drain_bytes: int = 256 * 2**20):
-        self.app, self.max_bytes, self.drain_bytes = app, max_bytes, drain_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._drain(receive)
-            return await error_response(self._error()).__call__(scope, receive, send)
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                if message.get("more_body"):
-                    await self._drain(receive)
-                raise self._error()
-            return message
-
-        await self.app(scope, limited, send)
-
-    def _error(self) -> ApiError:
-        return too_large(f"the request body is larger than {self.max_bytes:,} bytes")
-
-    async def _drain(self, receive: Receive) -> None:
-        drained = 0
-        while drained < self.drain_bytes:
-            message = await receive()
-            drained += len(message.get("body", b""))
-            if not message.get("more_body"):
-                return
 
 
 COUNT_TYPES = (*IMAGE_TYPES, "multipart/form-data", "application/json")

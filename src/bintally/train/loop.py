@@ -39,9 +39,10 @@ from bintally.model.preprocess import Preprocess
 from bintally.train import distributed
 from bintally.train.augment import Augmentation
 from bintally.train.config import LOWER_IS_BETTER, TrainConfig
-from bintally.train.dataset import BinDataset, predict_logits, sample_rows, with_counts
+from bintally.data.dataset import BinDataset, sample_rows, with_counts
+from bintally.model.inference import predict_logits
 from bintally.train.loss import make_loss
-from bintally.train.metrics import metrics_from_logits, scalars
+from bintally.evaluate.metrics import metrics_from_logits, scalars
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

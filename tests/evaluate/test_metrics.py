@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bintally.train.metrics import count_metrics, metrics_from_logits
+from bintally.evaluate.metrics import count_metrics, metrics_from_logits
 
 # Six bins: recorded counts and predictions. Errors: 0, 0, +1, -2, 0, +1.
 TRUE = [1, 2, 2, 3, 4, 5]

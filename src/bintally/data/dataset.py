@@ -1,20 +1,19 @@
-"""Manifest rows as a torch Dataset, and batched prediction over rows."""
+"""Manifest rows as a torch Dataset (training, validation, evaluation), and choosing rows."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 
-import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import ManifestRow
-from bintally.model.preprocess import Preprocess, normalise
-from bintally.train.augment import Augmentation
+from bintally.model.preprocess import Preprocess, normalise, resize
 
 
 class BinDataset(Dataset):
@@ -24,7 +23,7 @@ class BinDataset(Dataset):
     def __init__(self, rows: Sequence[ManifestRow], pp: Preprocess, transform: Callable[[Image.Image], Image.Image] | None = None):
         self.items = [(r.uri, r.count) for r in rows]
         self.pp = pp
-        self.transform = transform or Augmentation("none", pp)
+        self.transform = transform or partial(resize, pp=pp)  # a partial, not a lambda: workers pickle it
 
     def __len__(self) -> int:
         return len(self.items)
@@ -46,18 +45,3 @@ def sample_rows(rows: Sequence[ManifestRow], limit: int | None, seed: int) -> li
         return list(rows)
     keep = set(random.Random(seed).sample(range(len(rows)), limit))
     return [r for i, r in enumerate(rows) if i in keep]
-
-
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Logits [N, K] (float32) and recorded counts [N] over a loader, in its order."""
-    model.eval()
-    logits, counts = [], []
-    for x, y in loader:
-        x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits.append(model(x).float().cpu())
-        counts.append(y)
-    if not logits:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return torch.cat(logits).numpy(), torch.cat(counts).numpy()
