@@ -23,8 +23,9 @@ def benchmark_artifact(model: str | None, size: int = 224) -> str:
 
     out = tempfile.mkdtemp(prefix="bintally-bench-")
     classes = [1, 2, 3, 4, 5]
-    spec = ModelSpec(name="bench-lite0", version="0", backbone="tf_efficientnet_lite0", head="ordinal",
-                     classes=classes, preprocess=Preprocess(size=size))
+    spec = ModelSpec(
+        name="bench-lite0", version="0", backbone="tf_efficientnet_lite0", head="ordinal", classes=classes, preprocess=Preprocess(size=size)
+    )
     save_artifact(out, create_model("tf_efficientnet_lite0", "ordinal", classes), spec)
     export_onnx(load_artifact(out), f"{out}/model.onnx", [decode_image(p) for p in photo_bytes(4)])
     return out

@@ -66,7 +66,13 @@ def run_recipe(name: str, manifest: str, out: Path, preset: dict) -> dict:
     result = train(manifest, str(run), cfg, resume=True)  # resumes an interrupted benchmark
     minutes = (time.monotonic() - started) / 60
     test = evaluate(str(run), manifest, str(out / f"{name}-report"), split="test", device=preset["device"], workers=preset["workers"])
-    return {"recipe": name, "config": cfg.model_dump(mode="json"), "best_epoch": result.best_epoch, "train_minutes": minutes, "test": test.metrics}
+    return {
+        "recipe": name,
+        "config": cfg.model_dump(mode="json"),
+        "best_epoch": result.best_epoch,
+        "train_minutes": minutes,
+        "test": test.metrics,
+    }
 
 
 def table(rows: list[dict]) -> str:
@@ -76,7 +82,10 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         m = r["test"]
         per_count = " | ".join(f"{m['per_count'].get(c, float('nan')):.1%}" for c in counts)
-        lines.append(f"| {r['recipe']} | {m['accuracy']:.1%} | {m['within_one']:.1%} | {m['rmse']:.2f} | {m['mae']:.2f} | {per_count} | {r['train_minutes']:.1f} |")
+        lines.append(
+            f"| {r['recipe']} | {m['accuracy']:.1%} | {m['within_one']:.1%} | {m['rmse']:.2f} | {m['mae']:.2f} "
+            f"| {per_count} | {r['train_minutes']:.1f} |"
+        )
     return "\n".join(lines)
 
 

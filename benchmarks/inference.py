@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _model import benchmark_artifact, photo_bytes
 from torch.utils.flop_counter import FlopCounterMode
 
-from _model import benchmark_artifact, photo_bytes
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
-from bintally.serve.inputs import decode_and_prepare
 from bintally.model.predictor import load_predictor
+from bintally.serve.inputs import decode_and_prepare
 
 BATCHES = (1, 32)
 
@@ -97,14 +97,19 @@ def main() -> None:
             rate = images_per_s(step, batch, args.seconds, args.repeats)
             rows.append({"path": name, "batch": batch, "images_per_s": rate, "share_of_peak": rate * flops / peak})
 
-    print(f"model {artifact.spec.backbone} at {pp.size} px: {flops:.3f} GFLOPs/image; "
-          f"fp32 matmul peak {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}")
+    print(
+        f"model {artifact.spec.backbone} at {pp.size} px: {flops:.3f} GFLOPs/image; "
+        f"fp32 matmul peak {peak:.1f} GFLOP/s; torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}"
+    )
     print("| path | batch | images/s | % of matmul peak |\n| --- | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['path']} | {r['batch']} | {r['images_per_s']:.1f} | {100 * r['share_of_peak']:.1f}% |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"model_gflops": flops, "matmul_peak_gflops": peak, "rows": rows,
-                                           "repeats": args.repeats, "seconds": args.seconds}, indent=2))
+    Path(args.json).write_text(
+        json.dumps(
+            {"model_gflops": flops, "matmul_peak_gflops": peak, "rows": rows, "repeats": args.repeats, "seconds": args.seconds}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,14 +23,14 @@ import httpx
 import numpy as np
 import torch
 import uvicorn
+from _model import benchmark_artifact, photo_bytes
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from _model import benchmark_artifact, photo_bytes
 from bintally.data.images import decode_image
 from bintally.model.artifact import load_artifact
-from bintally.model.preprocess import prepare
 from bintally.model.predictor import score
+from bintally.model.preprocess import prepare
 
 JPEG = {"content-type": "image/jpeg"}
 
@@ -143,7 +143,10 @@ def main() -> None:
     rows.sort(key=lambda r: (r["clients"], r["server"]))
     print("| clients | server | req/s | p50 ms | p95 ms | p99 ms | errors |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['clients']} | {r['server']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']:.0f} |")
+        print(
+            f"| {r['clients']} | {r['server']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
+            f"| {r['p99_ms']:.0f} | {r['errors']:.0f} |"
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"rows": rows, "seconds": args.seconds, "repeats": args.repeats}, indent=2))
 

@@ -48,8 +48,9 @@ def small_artifact(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("artifact"))
     classes = [1, 2, 3, 4, 5]
     model = create_model("tf_efficientnet_lite0", "ordinal", classes, weights="packaged")
-    spec = ModelSpec(name="small-test", version="1", backbone="tf_efficientnet_lite0", head="ordinal",
-                     classes=classes, preprocess=Preprocess(size=96))
+    spec = ModelSpec(
+        name="small-test", version="1", backbone="tf_efficientnet_lite0", head="ordinal", classes=classes, preprocess=Preprocess(size=96)
+    )
     save_artifact(out, model, spec)
     return out
 

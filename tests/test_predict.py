@@ -53,7 +53,7 @@ def test_predict_folder_with_a_corrupt_photo_then_resume(small_artifact, photo_f
     summary = predict(cfg)
     assert (summary.found, summary.skipped, summary.scored, summary.failed) == (5, 4, 0, 1)
     again = read_rows(out)
-    assert len(again) == 5 and sum(1 for _ in open(out)) == 6  # header + one line per photo
+    assert len(again) == 5 and len(out.read_text().splitlines()) == 6  # header + one line per photo
     assert {k: again[k]["count"] for k in PHOTO_IDS} == {k: rows[k]["count"] for k in PHOTO_IDS}
 
 

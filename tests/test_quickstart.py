@@ -13,7 +13,20 @@ from bintally.model.artifact import load_artifact
 def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
     """Without --serve it must leave a manifest, a loadable artifact with test metrics and ONNX, and a report."""
     out = tmp_path / "qs"
-    args = ["quickstart", "--data", str(abid_root), "--out", str(out), "--per-count", "10", "--epochs", "1", "--image-size", "64", "--no-serve"]
+    args = [
+        "quickstart",
+        "--data",
+        str(abid_root),
+        "--out",
+        str(out),
+        "--per-count",
+        "10",
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--no-serve",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     artifact = load_artifact(str(out / "model"))

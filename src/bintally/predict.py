@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field
 
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
-from bintally.model.preprocess import Preprocess, prepare
 from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor, score
+from bintally.model.preprocess import Preprocess, prepare
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

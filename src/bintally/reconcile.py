@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bintally import storage
 from bintally.data.manifest import read_manifest
-from bintally.predict import csv_text, score_images
 from bintally.model.predictor import Backend, CountScore, load_predictor
+from bintally.predict import csv_text, score_images
 
 Decision = Literal["accept", "review", "mismatch"]
 DECISIONS: tuple[Decision, ...] = ("accept", "review", "mismatch")
@@ -35,7 +35,7 @@ class ReconcilePolicy(BaseModel):
     mismatch_at: float = Field(0.05, ge=0, lt=1, description="flag a mismatch when P(count = expected) is at most this")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ReconcilePolicy":
+    def _ordered(self) -> ReconcilePolicy:
         if self.mismatch_at >= self.accept_at:
             raise ValueError(f"mismatch_at ({self.mismatch_at}) must be below accept_at ({self.accept_at})")
         return self
@@ -156,7 +156,9 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
             continue
         result = reconcile(outcome.probabilities, record.expected_quantity, cfg.policy)
         decided.append((result, record.true_quantity))
-        rows.append(row | {"count": result.count, "match_probability": f"{result.match_probability:.6f}", "decision": result.decision, "error": ""})
+        rows.append(
+            row | {"count": result.count, "match_probability": f"{result.match_probability:.6f}", "decision": result.decision, "error": ""}
+        )
     storage.write_bytes(cfg.out, csv_text(OUT_COLUMNS, rows).encode(), cfg.endpoint_url)
     summary = summarise([d for d, _ in decided], [t for _, t in decided])
     return ReconcileReport(out=cfg.out, summary=summary, failed=len(records) - len(decided))

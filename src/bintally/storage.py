@@ -53,12 +53,15 @@ def read_bytes(url: str, endpoint_url: str | None = None) -> bytes:
     return fs.cat_file(path)
 
 
+PARTIAL_MARK = ".part-"  # a file being written: `<name>.part-<pid>`, renamed to `<name>` when complete
+
+
 def write_bytes(url: str, data: bytes, endpoint_url: str | None = None) -> None:
     """Write atomically where the filesystem allows it (temp file + rename)."""
     fs, path = resolve(url, endpoint_url)
     if not is_remote(url):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.part-{os.getpid()}"
+        tmp = f"{path}{PARTIAL_MARK}{os.getpid()}"
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_every_bad_record_is_skipped_counted_and_reported(messy_root, tmp_path):
     the manifest keeps exactly the good bins, and the report beside it names every other one with its reason."""
     build = build_manifest(AbidRoot(str(messy_root)), Subset())
     out = tmp_path / "m.parquet"
-    report = json.loads(open(write_manifest(build, str(out))).read())
+    report = json.loads(Path(write_manifest(build, str(out))).read_text())
     assert sorted(r.id for r in read_manifest(str(out)).rows) == sorted(GOOD_IDS)
     assert {p["id"]: p["kind"] for p in report["problems"]} == EXPECTED_PROBLEMS
     assert report["kept"] == len(GOOD_IDS) and report["skipped"] == len(EXPECTED_PROBLEMS)
@@ -36,7 +37,7 @@ def test_every_bad_record_is_skipped_counted_and_reported(messy_root, tmp_path):
 
 def test_manifest_rows_describe_real_images(small_manifest, abid_root):
     manifest = read_manifest(str(small_manifest))
-    assert manifest.counts() == {c: 16 for c in range(1, 6)}
+    assert manifest.counts() == dict.fromkeys(range(1, 6), 16)
     row = manifest.rows[0]
     assert row.uri == str(abid_root.resolve() / "bin-images" / f"{row.id}.jpg")
     assert row.width > 0 and row.height > 0 and len(row.sha256) == 64

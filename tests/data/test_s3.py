@@ -69,10 +69,10 @@ def test_second_fetch_downloads_nothing_and_replaces_corrupt_files(s3_root, s3_e
     fetch(remote, str(cache), Subset())
     victim = next((cache / "bin-images").iterdir())
     victim.write_bytes(victim.read_bytes()[:500])  # as a non-atomic writer killed mid-file would leave it
-    (cache / "bin-images" / "junk.jpg.part").write_bytes(b"half")
+    (cache / "bin-images" / "junk.jpg.part-123").write_bytes(b"half")
     again = fetch(remote, str(cache), Subset())
     assert (again.downloaded, again.skipped) == (1, 79)
-    assert not list(cache.glob("*/*.part"))
+    assert not list(cache.glob("*/*.part-*"))
 
 
 def test_killed_fetch_resumes_without_downloading_twice(s3_root, s3_endpoint, tmp_path):
@@ -86,7 +86,7 @@ def test_killed_fetch_resumes_without_downloading_twice(s3_root, s3_endpoint, tm
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    kept = [p for p in cache.glob("*/*") if not p.name.endswith(".part")]
+    kept = [p for p in cache.glob("*/*") if ".part-" not in p.name]
     assert 0 < len(kept) < 80, "the kill should land mid-fetch"
     assert all(is_intact(str(p), p.parent.name, p.stem) for p in kept)
     again = fetch(AbidRoot(s3_root, s3_endpoint), str(cache), Subset())

@@ -43,7 +43,7 @@ def test_report_files(evaluated):
     markdown, page = (report / "report.md").read_text(), (report / "report.html").read_text()
     assert all(f"({name}.png)" in markdown for name in plots)
     assert f"{metrics['accuracy']:.1%}" in markdown
-    assert page.count("data:image/png;base64,") == len(plots) and ".png\"" not in page
+    assert page.count("data:image/png;base64,") == len(plots) and '.png"' not in page
 
 
 def test_test_metrics_are_recorded_in_the_artifact(evaluated, small_manifest, tmp_path):

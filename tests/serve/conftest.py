@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -11,10 +12,8 @@ import pytest
 import uvicorn
 
 from bintally.data.images import decode_image
-from bintally.model.artifact import ModelSpec, load_artifact, save_artifact
+from bintally.model.artifact import load_artifact
 from bintally.model.export import export_onnx
-from bintally.model.heads import create_model
-from bintally.model.preprocess import Preprocess
 from bintally.serve.app import ServeConfig, create_app
 
 CLASSES = [1, 2, 3, 4, 5]
@@ -27,13 +26,10 @@ def photos(abid_root) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
-def artifact_dir(tmp_path_factory, photos) -> str:
-    """EfficientNet-Lite0 from packaged weights with a fresh ordinal head at 96 px, saved and exported to ONNX."""
-    out = str(tmp_path_factory.mktemp("artifact"))
-    model = create_model("tf_efficientnet_lite0", "ordinal", CLASSES, weights="packaged")
-    spec = ModelSpec(name="test-lite0", version="0.0.1", backbone="tf_efficientnet_lite0", head="ordinal",
-                     classes=CLASSES, preprocess=Preprocess(size=96))
-    save_artifact(out, model, spec)
+def artifact_dir(tmp_path_factory, small_artifact, photos) -> str:
+    """The shared small Lite0 artifact (see tests/conftest.py), copied and exported to ONNX on real photos."""
+    out = str(tmp_path_factory.mktemp("artifact") / "model")
+    shutil.copytree(small_artifact, out)
     export_onnx(load_artifact(out), f"{out}/model.onnx", [decode_image(data) for data in photos.values()])
     return out
 
@@ -84,4 +80,3 @@ def start_server(artifact_dir) -> Iterator:
 def open_server(start_server) -> RunningServer:
     """The test artifact on the default backend (ONNX), no API key."""
     return start_server()
-

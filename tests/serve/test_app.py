@@ -65,7 +65,7 @@ def assert_count(answer: dict) -> None:
     assert set(answer["probabilities"]) == {"1", "2", "3", "4", "5"}
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     assert answer["confidence"] == pytest.approx(max(answer["probabilities"].values()))
-    assert answer["model"] == {"name": "test-lite0", "version": "0.0.1"}
+    assert answer["model"] == {"name": "small-test", "version": "1"}
 
 
 def assert_still_serving(client: httpx.Client, photo: bytes) -> None:

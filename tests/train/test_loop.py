@@ -46,7 +46,12 @@ def test_early_stopping_and_on_epoch(small_manifest, tiny, tmp_path, monkeypatch
     """Validation only gets worse after epoch 1; patience 2 stops after epoch 3 of 6; on_epoch saw each epoch."""
     scripted_validation(monkeypatch, [0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
     seen = []
-    result = train(str(small_manifest), str(tmp_path / "run"), tiny(epochs=6, patience=2, strategy="head"), on_epoch=lambda e, v: seen.append((e, v["accuracy"])))
+    result = train(
+        str(small_manifest),
+        str(tmp_path / "run"),
+        tiny(epochs=6, patience=2, strategy="head"),
+        on_epoch=lambda e, v: seen.append((e, v["accuracy"])),
+    )
     assert result.stopped_early and len(result.history) == 3
     assert seen == [(0, 0.5), (1, 0.4), (2, 0.3)]
 
@@ -97,7 +102,9 @@ def test_kill_and_resume_matches_an_uninterrupted_run(small_manifest, tiny_args,
     finishes, and ends with exactly the weights and history of a run that was never interrupted (seeded)."""
     run, epochs = tmp_path / "killed", 3
     args = ["--epochs", str(epochs), "--limit-train", "32", *tiny_args]
-    proc = subprocess.Popen([sys.executable, "-m", "bintally", "train", str(small_manifest), "--out", str(run), *args], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bintally", "train", str(small_manifest), "--out", str(run), *args], stderr=subprocess.DEVNULL
+    )
     checkpoint = run / CHECKPOINT_FILE
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -105,8 +105,16 @@ def test_two_workers_share_a_postgresql_study(tmp_path, small_manifest, tiny_spa
 def test_a_clearly_bad_trial_is_pruned(tmp_path, small_manifest, tiny_space, pruner, normal):
     """After normal trials (Hyperband needs two to rank against), a trial enqueued with lr=10 (validation loss in
     the thousands) is PRUNED, and the median pruner stops it after its first epoch."""
-    cfg = TuneConfig(manifest=str(small_manifest), trials=normal, study="p", out=str(tmp_path),
-                     space=str(tiny_space), metric="loss", pruner=pruner, startup_trials=1)
+    cfg = TuneConfig(
+        manifest=str(small_manifest),
+        trials=normal,
+        study="p",
+        out=str(tmp_path),
+        space=str(tiny_space),
+        metric="loss",
+        pruner=pruner,
+        startup_trials=1,
+    )
     tune(cfg)
     study, _ = open_study(cfg)
     study.enqueue_trial({"lr": 10.0})

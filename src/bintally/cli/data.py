@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import app, console
+from bintally.cli.app import EndpointOpt, app, console
 from bintally.data.abid import AbidRoot
 from bintally.data.fetch import fetch
 from bintally.data.images import Enhance
-from bintally.data.manifest import SplitRatios, build_manifest, read_manifest, write_manifest
-from bintally.data.stats import DatasetStats, manifest_stats, plot_counts, preview, root_stats
+from bintally.data.manifest import (
+    SplitRatios,
+    build_manifest,
+    read_manifest,
+    write_manifest,
+)
+from bintally.data.stats import (
+    DatasetStats,
+    manifest_stats,
+    plot_counts,
+    preview,
+    root_stats,
+)
 from bintally.data.subset import Subset, parse_counts
 
 data_app = typer.Typer(help="Ingest and inspect the Amazon Bin Image Dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-SubsetOpt = Annotated[Optional[str], typer.Option("--subset", help="capstone file_list.json (path or URL)")]
-CountsOpt = Annotated[Optional[str], typer.Option("--counts", help="count range, e.g. 1-5")]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="at most N bins")]
-PerCountOpt = Annotated[Optional[int], typer.Option("--per-count", min=1, help="at most N bins per count")]
-IdsOpt = Annotated[Optional[str], typer.Option("--ids", help="file of bin ids, one per line")]
-EndpointOpt = Annotated[Optional[str], typer.Option("--endpoint-url", help="S3-compatible endpoint")]
+SubsetOpt = Annotated[str | None, typer.Option("--subset", help="capstone file_list.json (path or URL)")]
+CountsOpt = Annotated[str | None, typer.Option("--counts", help="count range, e.g. 1-5")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="at most N bins")]
+PerCountOpt = Annotated[int | None, typer.Option("--per-count", min=1, help="at most N bins per count")]
+IdsOpt = Annotated[str | None, typer.Option("--ids", help="file of bin ids, one per line")]
 
 
 def _subset(subset: str | None, counts: str | None, limit: int | None, per_count: int | None, ids: str | None) -> Subset:
@@ -75,7 +85,10 @@ def fetch_cmd(
             workers=workers,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    console.print(f"selected {result.selected:,} bins: downloaded {result.downloaded:,} files, skipped {result.skipped:,} already here, {len(result.failed):,} problems (see {out}/fetch.report.json)")
+    console.print(
+        f"selected {result.selected:,} bins: downloaded {result.downloaded:,} files, skipped {result.skipped:,} already here, "
+        f"{len(result.failed):,} problems (see {out}/fetch.report.json)"
+    )
 
 
 @data_app.command("manifest")
@@ -112,7 +125,7 @@ def stats_cmd(
     limit: LimitOpt = None,
     per_count: PerCountOpt = None,
     ids: IdsOpt = None,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="write a bar chart PNG")] = None,
+    plot: Annotated[str | None, typer.Option("--plot", help="write a bar chart PNG")] = None,
     endpoint_url: EndpointOpt = None,
 ) -> None:
     """Count distribution and image sizes of an ABID root or a manifest."""

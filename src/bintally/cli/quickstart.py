@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from bintally.cli.app import app, console
+from bintally.cli.app import EndpointOpt, app, console, reported_errors
 from bintally.data.subset import parse_counts
 from bintally.quickstart import QuickstartConfig, run_quickstart
 from bintally.serve.app import ServeConfig, run
+
+QUICKSTART = QuickstartConfig(data="")  # the options' defaults are the config's
 
 
 @app.command("quickstart")
 def quickstart_cmd(
     data: Annotated[str, typer.Option("--data", help="ABID root (path or URL)")],
-    out: Annotated[str, typer.Option(help="where the manifest, model and report go")] = "runs/quickstart",
-    counts: Annotated[str, typer.Option(help="count range to learn")] = "1-5",
-    per_count: Annotated[int, typer.Option(min=10, help="bins per count")] = 120,
-    epochs: Annotated[int, typer.Option(min=1)] = 3,
-    image_size: Annotated[int, typer.Option(min=32)] = 160,
+    out: Annotated[str, typer.Option(help="where the manifest, model and report go")] = QUICKSTART.out,
+    counts: Annotated[str, typer.Option(help="count range to learn")] = "{}-{}".format(*QUICKSTART.counts),
+    per_count: Annotated[int, typer.Option(min=10, help="bins per count")] = QUICKSTART.per_count,
+    epochs: Annotated[int, typer.Option(min=1)] = QUICKSTART.epochs,
+    image_size: Annotated[int, typer.Option(min=32)] = QUICKSTART.image_size,
     serve: Annotated[bool, typer.Option(help="serve the model when done")] = True,
     host: str = "127.0.0.1",
     port: int = 8080,
-    endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url")] = None,
+    endpoint_url: EndpointOpt = None,
 ) -> None:
     """Ingest -> train -> evaluate -> export -> serve, small and fast."""
     try:
@@ -34,7 +36,8 @@ def quickstart_cmd(
     cfg = QuickstartConfig(
         data=data, out=out, counts=count_range, per_count=per_count, epochs=epochs, image_size=image_size, endpoint_url=endpoint_url
     )
-    result = run_quickstart(cfg, on_step=lambda step: console.print(f"[bold]>[/] {step}"))
+    with reported_errors():
+        result = run_quickstart(cfg, on_step=lambda step: console.print(f"[bold]>[/] {step}"))
     table = Table(title=f"test split ({result.metrics['n']} bins)")
     table.add_column("metric")
     table.add_column("value", justify="right")

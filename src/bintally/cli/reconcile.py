@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
 
 from bintally.cli.app import app, console
-from bintally.reconcile import ReconcileConfig, ReconcilePolicy, reconcile_records
 from bintally.model.predictor import Backend
+from bintally.reconcile import ReconcileConfig, ReconcilePolicy, reconcile_records
 
 
 @app.command("reconcile")
@@ -20,14 +20,21 @@ def reconcile_cmd(
     out: Annotated[str, typer.Option("--out", help="decisions CSV")],
     split: Annotated[str, typer.Option(help="for a manifest: which split's bins (train, val, test, all)")] = "test",
     accept_at: Annotated[float, typer.Option(help="accept when P(count = expected) is at least this")] = ReconcilePolicy().accept_at,
-    mismatch_at: Annotated[float, typer.Option(help="flag a mismatch when P(count = expected) is at most this")] = ReconcilePolicy().mismatch_at,
+    mismatch_at: Annotated[
+        float, typer.Option(help="flag a mismatch when P(count = expected) is at most this")
+    ] = ReconcilePolicy().mismatch_at,
     backend: Annotated[Backend, typer.Option(help="onnx (fast on CPU) or torch")] = "onnx",
-    endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url")] = None,
+    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url")] = None,
 ) -> None:
     """Decide for each record: accept, review (a person counts the bin) or mismatch."""
     try:
         cfg = ReconcileConfig(
-            model=model, records=records, out=out, split=split, backend=backend, endpoint_url=endpoint_url,
+            model=model,
+            records=records,
+            out=out,
+            split=split,
+            backend=backend,
+            endpoint_url=endpoint_url,
             policy=ReconcilePolicy(accept_at=accept_at, mismatch_at=mismatch_at),
         )
     except ValidationError as exc:

@@ -5,37 +5,30 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import yaml
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import app, console
+from bintally.cli.app import app, console, reported_errors
 from bintally.data.images import decode_image
 from bintally.evaluate.report import evaluate
 from bintally.model.artifact import load_artifact
-from bintally.model.backbones import WeightsError
-from bintally.model.export import ExportMismatch, export_onnx
+from bintally.model.export import export_onnx
 from bintally.model.heads import Head
 from bintally.train.config import Augment, Device, Monitor, Strategy, TrainConfig
-from bintally.train.loop import StepUpdate, TrainingDiverged, train
+from bintally.train.loop import StepUpdate, train
 
 DEFAULT = TrainConfig()  # the CLI's defaults are the library's
-# Failures that are the input's or the environment's fault: reported in one line, without a traceback.
-CLEAR_ERRORS = (ValueError, FileExistsError, FileNotFoundError, WeightsError, TrainingDiverged, ExportMismatch)
-
-
-@contextmanager
-def reported_errors() -> Iterator[None]:
-    try:
-        yield
-    except CLEAR_ERRORS as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
 
 
 def is_rank_zero() -> bool:
@@ -106,7 +99,7 @@ def train_cmd(
     label_smoothing: float = DEFAULT.label_smoothing,
     image_size: int = DEFAULT.image_size,
     enhance: Annotated[bool, typer.Option(help="UnsharpMask first, as the original system")] = DEFAULT.enhance,
-    classes: Annotated[Optional[str], typer.Option(help="count classes, e.g. 1,2,3,4,5 (default: from the data)")] = None,
+    classes: Annotated[str | None, typer.Option(help="count classes, e.g. 1,2,3,4,5 (default: from the data)")] = None,
     train_splits: Annotated[str, typer.Option(help="comma-separated splits to train on")] = "train",
     val_split: Annotated[str, typer.Option(help="validation split, or 'none'")] = "val",
     monitor: Monitor = DEFAULT.monitor,
@@ -116,11 +109,13 @@ def train_cmd(
     amp: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = DEFAULT.amp,
     channels_last: bool = DEFAULT.channels_last,
     workers: int = DEFAULT.workers,
-    limit_train: Optional[int] = None,
-    limit_val: Optional[int] = None,
-    name: Optional[str] = None,
+    limit_train: int | None = None,
+    limit_val: int | None = None,
+    name: str | None = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
-    config: Annotated[Optional[str], typer.Option(help="YAML of training settings (e.g. tune's best_config.yaml); options given here override it")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="YAML of training settings (e.g. tune's best_config.yaml); options given here override it")
+    ] = None,
 ) -> None:
     """Train a counting model on a manifest; the run directory becomes a model artifact (best validation epoch)."""
     try:
@@ -179,7 +174,7 @@ def export_cmd(
     model: str,
     onnx: Annotated[str, typer.Option("--onnx", help="ONNX file to write (MODEL/model.onnx is picked up by serve)")],
     check_image: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(help="photo to check against PyTorch on (repeatable); default: photos of the training manifest"),
     ] = None,
 ) -> None:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, get_args
+from typing import Annotated, get_args
 
 import optuna
 import typer
 from optuna.trial import FrozenTrial
 from rich.table import Table
 
-from bintally.cli.app import app, console
+from bintally.cli.app import app, console, reported_errors
 from bintally.tune.final import FinalModel, retrain_best
 from bintally.tune.report import TrialRow, TuneSummary, trial_row, write_report
-from bintally.tune.space import SpaceError
 from bintally.tune.study import (
     DIRECTIONS,
     Pruner,
     TuneConfig,
-    TuneError,
     load_study,
     out_dir,
     shown_url,
@@ -25,6 +23,7 @@ from bintally.tune.study import (
     tune,
 )
 
+TUNE = TuneConfig.model_fields  # the options' defaults are the config's
 STATE_STYLE = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan", "waiting": "dim"}
 
 
@@ -72,17 +71,19 @@ def _print_final(final: FinalModel) -> None:
 
 @app.command("tune")
 def tune_cmd(
-    manifest: Annotated[Optional[str], typer.Argument(help="manifest .parquet (not needed with --show alone)")] = None,
-    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="finished trials the study should have")] = None,
-    storage: Annotated[Optional[str], typer.Option(help="sqlite:///FILE or postgresql://USER:PASS@HOST/DB [default: OUT/study.db]")] = None,
-    study: Annotated[str, typer.Option(help="study name; workers with the same name and storage share it")] = "bintally",
-    space: Annotated[Optional[str], typer.Option(help="search space: 'default', 'original' or a YAML file")] = None,
-    metric: Annotated[Optional[str], typer.Option(help=f"validation metric: {', '.join(DIRECTIONS)}")] = None,
-    pruner: Annotated[str, typer.Option(help="median, hyperband or none")] = "median",
-    startup_trials: Annotated[int, typer.Option(min=0, help="trials the median pruner lets finish first")] = 3,
-    warmup_epochs: Annotated[int, typer.Option(min=0, help="epochs of each trial the median pruner never judges")] = 0,
-    heartbeat: Annotated[int, typer.Option(min=1, help="seconds between a worker's heartbeats")] = 30,
-    out: Annotated[Optional[str], typer.Option(help="trial models and report [default: runs/tune-STUDY]")] = None,
+    manifest: Annotated[str | None, typer.Argument(help="manifest .parquet (not needed with --show alone)")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="finished trials the study should have")] = None,
+    storage: Annotated[str | None, typer.Option(help="sqlite:///FILE or postgresql://USER:PASS@HOST/DB [default: OUT/study.db]")] = None,
+    study: Annotated[str, typer.Option(help="study name; workers with the same name and storage share it")] = TUNE["study"].default,
+    space: Annotated[str | None, typer.Option(help="search space: 'default', 'original' or a YAML file")] = None,
+    metric: Annotated[str | None, typer.Option(help=f"validation metric: {', '.join(DIRECTIONS)}")] = None,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none")] = TUNE["pruner"].default,
+    startup_trials: Annotated[int, typer.Option(min=0, help="trials the median pruner lets finish first")] = TUNE["startup_trials"].default,
+    warmup_epochs: Annotated[int, typer.Option(min=0, help="epochs of each trial the median pruner never judges")] = TUNE[
+        "warmup_epochs"
+    ].default,
+    heartbeat: Annotated[int, typer.Option(min=1, help="seconds between a worker's heartbeats")] = TUNE["heartbeat_s"].default,
+    out: Annotated[str | None, typer.Option(help="trial models and report [default: runs/tune-STUDY]")] = None,
     show: Annotated[bool, typer.Option("--show", help="print and write the report from the storage; no new trials")] = False,
     retrain: Annotated[bool, typer.Option("--retrain-best", help="train the best config on train+val, test once")] = False,
 ) -> None:
@@ -95,14 +96,24 @@ def tune_cmd(
         raise typer.BadParameter(f"one of {', '.join(get_args(Pruner))}", param_hint="--pruner")
     directory = out_dir(study, out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is printed here instead
-    try:
+    with reported_errors():
         url = storage_url(study, out, storage)
         if show:
             found = load_study(url, study)
         else:
-            cfg = TuneConfig(manifest=manifest, trials=trials, study=study, out=out, storage=url, space=space,
-                             metric=metric, pruner=pruner, startup_trials=startup_trials, warmup_epochs=warmup_epochs,
-                             heartbeat_s=heartbeat)
+            cfg = TuneConfig(
+                manifest=manifest,
+                trials=trials,
+                study=study,
+                out=out,
+                storage=url,
+                space=space,
+                metric=metric,
+                pruner=pruner,
+                startup_trials=startup_trials,
+                warmup_epochs=warmup_epochs,
+                heartbeat_s=heartbeat,
+            )
             console.print(f"study {study} in {shown_url(url)}")
             found = tune(cfg, on_trial=_print_trial)
         summary, written = write_report(found, directory)
@@ -112,5 +123,3 @@ def tune_cmd(
             with console.status("training the final model on train+val"):
                 final = retrain_best(found, manifest, directory)
             _print_final(final)
-    except (TuneError, SpaceError) as exc:
-        raise typer.BadParameter(str(exc)) from exc

@@ -1,8 +1,9 @@
 """Copy a subset of an ABID root (usually s3://) into a local cache.
 
 Parallel, retried with exponential backoff, resumable and verified: a file is
-written to `<name>.part` and renamed only after it decodes (image) or parses
-(metadata), so whatever is at a final path is whole, and a second run skips it.
+written only after it decodes (image) or parses (metadata), and atomically
+(`storage.write_bytes`), so whatever is at a final path is whole, and a second
+run skips it; a killed run's partial files are removed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from pydantic import BaseModel
 
+from bintally import storage
 from bintally.data.abid import IMAGES_DIR, METADATA_DIR, AbidRoot, BadRecord, parse_metadata
 from bintally.data.images import ImageError, decode_image
 from bintally.data.subset import Problem, Subset, select_bins
@@ -59,17 +61,14 @@ def _download(source: AbidRoot, kind: str, bin_id: str, dest: str, retries: int,
             if attempt == retries:
                 raise
             time.sleep(backoff_s * 2**attempt)
-    tmp = f"{dest}.part"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, dest)
+    storage.write_bytes(dest, data)
 
 
 def _remove_partials(out_dir: str) -> None:
     """Leftovers of a killed run: never trusted, always fetched again."""
     for folder in (IMAGES_DIR, METADATA_DIR):
         for name in os.listdir(os.path.join(out_dir, folder)):
-            if name.endswith(".part"):
+            if storage.PARTIAL_MARK in name:
                 os.remove(os.path.join(out_dir, folder, name))
 
 

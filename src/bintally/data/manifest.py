@@ -27,19 +27,6 @@ Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 READ_CHUNK = 256  # images held in memory at once while building a manifest
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("uri", pa.string()),
-        ("count", pa.int32()),
-        ("sha256", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("split", pa.string()),
-        ("source", pa.string()),
-    ]
-)
-
 
 class ManifestRow(BaseModel):
     id: str
@@ -52,13 +39,17 @@ class ManifestRow(BaseModel):
     source: str
 
 
+# The Parquet columns are ManifestRow's fields, in order: integers as int32, the rest as strings.
+SCHEMA = pa.schema([(name, pa.int32() if f.annotation is int else pa.string()) for name, f in ManifestRow.model_fields.items()])
+
+
 class SplitRatios(BaseModel):
     train: float = 0.8
     val: float = 0.1
     test: float = 0.1
 
     @classmethod
-    def parse(cls, text: str) -> "SplitRatios":
+    def parse(cls, text: str) -> SplitRatios:
         """'80/10/10' (any scale) -> fractions."""
         try:
             parts = [float(p) for p in text.split("/")]

@@ -69,8 +69,12 @@ def _candidates(root: AbidRoot, subset: Subset) -> tuple[list[str], list[Problem
     images, metadata = root.list_ids(IMAGES_DIR), root.list_ids(METADATA_DIR)
     universe = wanted if wanted is not None else images | metadata
     problems = [Problem(id=i, kind="not_in_source", detail="neither image nor metadata") for i in sorted(universe - images - metadata)]
-    problems += [Problem(id=i, kind="image_without_metadata", detail=f"no {METADATA_DIR}/{i}.json") for i in sorted((universe & images) - metadata)]
-    problems += [Problem(id=i, kind="metadata_without_image", detail=f"no {IMAGES_DIR}/{i}.jpg") for i in sorted((universe & metadata) - images)]
+    problems += [
+        Problem(id=i, kind="image_without_metadata", detail=f"no {METADATA_DIR}/{i}.json") for i in sorted((universe & images) - metadata)
+    ]
+    problems += [
+        Problem(id=i, kind="metadata_without_image", detail=f"no {IMAGES_DIR}/{i}.jpg") for i in sorted((universe & metadata) - images)
+    ]
     return sorted(universe & images & metadata), problems
 
 

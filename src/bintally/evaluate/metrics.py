@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bintally.model.calibration import softmax
+
 COVERAGES = tuple(range(10, 101, 10))  # percent of bins kept, most confident first
 SCALARS = ("accuracy", "within_one", "mae", "rmse", "macro_f1")
 
@@ -62,8 +64,7 @@ def count_metrics(
 
 def metrics_from_logits(logits: np.ndarray, true_counts: Sequence[int], classes: Sequence[int]) -> dict:
     """count_metrics for model outputs: [N, K] logits over `classes`."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities = softmax(logits)
     return count_metrics(true_counts, np.asarray(classes)[logits.argmax(axis=1)], probabilities, classes)
 
 

@@ -20,11 +20,11 @@ from pydantic import BaseModel
 from torch.utils.data import DataLoader
 
 from bintally import storage
-from bintally.data.manifest import read_manifest
-from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.data.dataset import BinDataset
-from bintally.model.inference import pick_device, predict_logits
+from bintally.data.manifest import read_manifest
 from bintally.evaluate.metrics import metrics_from_logits
+from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
+from bintally.model.inference import pick_device, predict_logits
 
 TEST_SPLIT = "test"
 

@@ -13,8 +13,7 @@ Every path is a URL (local or s3://).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Literal
+from datetime import UTC, datetime
 
 import torch
 from pydantic import BaseModel, Field, ValidationError
@@ -22,12 +21,13 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from bintally import storage
-from bintally.model.heads import CountModel, create_model
+from bintally.model.heads import CountModel, Head, create_model
 from bintally.model.preprocess import Preprocess
 
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
+ONNX_INPUT, ONNX_OUTPUT = "input", "logits"  # the graph's tensor names: [N, 3, S, S] -> [N, K]
 HISTORY_FILE = "history.json"
 
 
@@ -36,7 +36,7 @@ class ArtifactError(ValueError):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class ModelSpec(BaseModel):
@@ -44,7 +44,7 @@ class ModelSpec(BaseModel):
     version: str
     created_at: str = Field(default_factory=utc_now)
     backbone: str
-    head: Literal["classify", "ordinal", "regression"]
+    head: Head
     classes: list[int]  # class i is count classes[i]
     preprocess: Preprocess
     train_config: dict = Field(default_factory=dict)

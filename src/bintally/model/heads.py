@@ -2,7 +2,7 @@
 
 - classify: a linear layer, one logit per count class;
 - ordinal: the same layer; it differs in training, where the target is a
-  Gaussian spread over neighbouring counts (see `train.loop`);
+  Gaussian spread over neighbouring counts (see `train.loss`);
 - regression: one number y per image, emitted as the logits
   -(c - y)^2 / (2 s^2) over the classes c, so that softmax is a distribution
   centred on y and argmax is y rounded and clipped to the classes.

@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from bintally.model.artifact import ModelArtifact, ModelSpec, load_artifact
+from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, ModelSpec, load_artifact
+from bintally.model.calibration import softmax
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,9 @@ class CountScore(BaseModel):
     probabilities: dict[str, float]  # count (as text, a JSON key) -> probability
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def score(logits: np.ndarray, classes: list[int]) -> CountScore:
     """One row of logits -> the most probable count and every count's probability."""
-    probs = softmax(np.asarray(logits, dtype=np.float64))
+    probs = softmax(logits)
     best = int(probs.argmax())
     return CountScore(
         count=classes[best],
@@ -79,7 +75,7 @@ def _onnx_forward(artifact: ModelArtifact) -> Callable[[np.ndarray], np.ndarray]
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     session = ort.InferenceSession(path, options, providers=providers)
-    return lambda batch: session.run(["logits"], {"input": batch})[0]
+    return lambda batch: session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]
 
 
 def _export_to_temp(artifact: ModelArtifact) -> str:

@@ -25,15 +25,15 @@ from pydantic import BaseModel, Field
 
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
+from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor, score
 from bintally.reconcile import ReconcilePolicy, Reconciliation, reconcile
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
-from bintally.serve.errors import ApiError, install_error_handlers, invalid_request, unavailable
 from bintally.serve.body_limit import BodyLimitMiddleware
+from bintally.serve.errors import ApiError, ErrorResponse, install_error_handlers, invalid_request, unavailable
 from bintally.serve.fetch import Fetcher
 from bintally.serve.inputs import ImageRef
 from bintally.serve.metrics import MetricsMiddleware, ServeMetrics
-from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor, score
 from bintally.serve.security import ApiKeys, UriPolicy
 
 log = logging.getLogger(__name__)
@@ -68,17 +68,8 @@ class ReconcileResponse(Reconciliation):
     model: ModelRef
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class InstanceError(BaseModel):
-    error: ErrorBody
-
-
 class BatchResponse(BaseModel):
-    predictions: list[CountResponse | InstanceError]
+    predictions: list[CountResponse | ErrorResponse]
 
 
 Item = bytes | ImageRef
@@ -138,14 +129,14 @@ class Service:
         row = await self.logits(item)
         return CountResponse(**score(row, self.predictor.spec.classes).model_dump(), model=self.model_ref())
 
-    async def count_or_error(self, item: Item | ApiError) -> CountResponse | InstanceError:
+    async def count_or_error(self, item: Item | ApiError) -> CountResponse | ErrorResponse:
         """One instance of a batch: its failure is its own answer, not the batch's."""
         try:
             if isinstance(item, ApiError):
                 raise item
             return await self.count(item)
         except ApiError as err:
-            return InstanceError(error=ErrorBody(code=err.code, message=err.message))
+            return err.response()
 
 
 COUNT_OPENAPI = {
@@ -154,9 +145,7 @@ COUNT_OPENAPI = {
         "content": {
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-            },
+            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
             "application/json": {
                 "schema": {
                     "oneOf": [

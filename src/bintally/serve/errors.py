@@ -12,11 +12,23 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer, and of a failed instance in a batch."""
+
+    error: ErrorBody
 
 
 class ApiError(Exception):
@@ -26,8 +38,8 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+    def response(self) -> ErrorResponse:
+        return ErrorResponse(error=ErrorBody(code=self.code, message=self.message))
 
 
 def bad_image(message: str) -> ApiError:
@@ -51,7 +63,7 @@ def unavailable(code: str, message: str) -> ApiError:
 
 
 def error_response(err: ApiError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+    return JSONResponse(err.response().model_dump(), status_code=err.status, headers=err.headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -66,11 +66,11 @@ class Fetcher:
         raise ApiError(502, "upstream_error", f"more than {MAX_REDIRECTS} redirects")
 
     async def _get(self, url: httpx.URL) -> tuple[int, str | None, bytes]:
-        extensions = {"timeout": {k: FETCH_TIMEOUT_S for k in ("connect", "read", "write", "pool")}}
+        extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), FETCH_TIMEOUT_S)}
         try:
             async with self._pool.stream("GET", str(url), extensions=extensions) as response:
                 if 300 <= response.status < 400:
-                    location = dict((k.lower(), v) for k, v in response.headers).get(b"location")
+                    location = {k.lower(): v for k, v in response.headers}.get(b"location")
                     if location:
                         return response.status, location.decode("latin-1"), b""
                 return response.status, None, await self._read_limited(response)

@@ -18,15 +18,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 class ServeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "bintally_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "bintally_request_seconds", "HTTP request latency by route", ["route"], registry=self.registry
-        )
-        self.batch_size = Histogram(
-            "bintally_batch_size", "images per forward pass", buckets=BATCH_BUCKETS, registry=self.registry
-        )
+        self.requests = Counter("bintally_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("bintally_request_seconds", "HTTP request latency by route", ["route"], registry=self.registry)
+        self.batch_size = Histogram("bintally_batch_size", "images per forward pass", buckets=BATCH_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("bintally_queue_depth", "images waiting for a forward pass", registry=self.registry)
         self.model = Info("bintally_model", "the served model", registry=self.registry)
 

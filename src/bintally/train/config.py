@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from bintally.data.manifest import Split
 from bintally.model.heads import Head
 
 Strategy = Literal["head", "full", "staged"]
@@ -37,8 +38,8 @@ class TrainConfig(BaseModel):
     image_size: int = Field(224, ge=32, le=1024)
     enhance: bool = False  # UnsharpMask before everything, as the original system did
     classes: list[int] | None = None  # None: the sorted distinct counts of the training rows
-    train_splits: list[Literal["train", "val", "test"]] = ["train"]
-    val_split: Literal["train", "val", "test"] | None = "val"  # None: no validation, keep the last epoch
+    train_splits: list[Split] = ["train"]
+    val_split: Split | None = "val"  # None: no validation, keep the last epoch
     monitor: Monitor = "accuracy"
     patience: int = Field(5, ge=1)  # epochs without a better validation score before stopping
     seed: int = 0
@@ -57,7 +58,7 @@ class TrainConfig(BaseModel):
             raise ValueError("train_splits needs at least one split")
         return value
 
-    def resume_differences(self, saved: "TrainConfig") -> list[str]:
+    def resume_differences(self, saved: TrainConfig) -> list[str]:
         """Fields that differ from a saved run's config and may not change on resume."""
         mine, theirs = self.model_dump(exclude=RESUME_MAY_CHANGE), saved.model_dump(exclude=RESUME_MAY_CHANGE)
         return [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]]

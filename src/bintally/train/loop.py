@@ -30,19 +30,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bintally import storage
+from bintally.data.dataset import BinDataset, sample_rows, with_counts
 from bintally.data.images import Enhance
 from bintally.data.manifest import Manifest, ManifestRow, read_manifest
+from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, ModelSpec, save_artifact, utc_now
 from bintally.model.backbones import normalisation
 from bintally.model.heads import CountModel, create_model, validate_classes
+from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
 from bintally.train import distributed
 from bintally.train.augment import Augmentation
 from bintally.train.config import LOWER_IS_BETTER, TrainConfig
-from bintally.data.dataset import BinDataset, sample_rows, with_counts
-from bintally.model.inference import predict_logits
 from bintally.train.loss import make_loss
-from bintally.evaluate.metrics import metrics_from_logits, scalars
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -103,7 +103,9 @@ def select_data(manifest: Manifest, cfg: TrainConfig) -> TrainData:
     if not train_rows:
         raise ValueError(f"the manifest has no rows with counts {classes} in splits {cfg.train_splits}")
     if cfg.val_split and not val_rows:
-        raise ValueError(f"the manifest has no {cfg.val_split!r} rows with counts {classes}; set val_split to None to train without validation")
+        raise ValueError(
+            f"the manifest has no {cfg.val_split!r} rows with counts {classes}; set val_split to None to train without validation"
+        )
     return TrainData(train_rows, val_rows, classes)
 
 
@@ -124,6 +126,11 @@ def read_checkpoint(out_dir: str, cfg: TrainConfig, resume: bool) -> dict | None
     if changed:
         raise ValueError(f"cannot resume {out_dir} with a different configuration: {'; '.join(changed)}")
     return checkpoint
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Every epoch's draws (batch order, augmentation) come from this seed alone: resuming repeats them."""
+    return seed * 100_003 + epoch
 
 
 def backbone_trainable(cfg: TrainConfig, epoch: int) -> bool:
@@ -178,7 +185,7 @@ class Trainer:
             batch_size=self.cfg.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
-            generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch),
+            generator=torch.Generator().manual_seed(epoch_seed(self.cfg.seed, epoch)),
             num_workers=self.cfg.workers,
             pin_memory=self.ctx.device.type == "cuda",
             drop_last=shuffle and shard > self.cfg.batch_size,  # BatchNorm cannot train on a last batch of one
@@ -201,7 +208,7 @@ class Trainer:
         return DistributedDataParallel(self.model, device_ids=device_ids)
 
     def train_epoch(self, epoch: int, on_step: Callable[[StepUpdate], None] | None) -> dict[str, float]:
-        torch.manual_seed(self.cfg.seed * 100_003 + epoch)
+        torch.manual_seed(epoch_seed(self.cfg.seed, epoch))
         network, loader = self._network(epoch), self.train_loader(epoch)
         loss_sum, correct, seen = 0.0, 0.0, 0
         for step, (x, counts) in enumerate(loader, start=1):

@@ -15,6 +15,7 @@ from optuna.visualization import matplotlib as optuna_plots
 from pydantic import BaseModel
 
 from bintally import storage
+from bintally.tune import optuna_stable_apis
 from bintally.tune.study import StudySettings, study_settings
 
 
@@ -52,6 +53,7 @@ def trial_row(trial: FrozenTrial) -> TrialRow:
     )
 
 
+@optuna_stable_apis()
 def _note(trial: FrozenTrial) -> str | None:
     retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
     return trial.user_attrs.get("note") or (f"retry of trial {retried}" if retried is not None else None)
@@ -64,7 +66,7 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return study.best_trial
 
 
-def summarize(study: optuna.Study) -> TuneSummary:
+def summarise(study: optuna.Study) -> TuneSummary:
     trials = study.get_trials(deepcopy=False)
     best = best_trial(study)
     return TuneSummary(
@@ -88,6 +90,7 @@ def _png(ax: Any) -> bytes:
     return buf.getvalue()
 
 
+@optuna_stable_apis()
 def plots(study: optuna.Study) -> dict[str, bytes]:
     """PNG files by name: history always; learning curves once epochs were reported; importance once
     two complete trials differ in a parameter."""
@@ -103,7 +106,7 @@ def plots(study: optuna.Study) -> dict[str, bytes]:
 
 def write_report(study: optuna.Study, out: str) -> tuple[TuneSummary, list[str]]:
     """Write summary.json, best_config.yaml (once a trial completed) and the plots into `out`."""
-    summary = summarize(study)
+    summary = summarise(study)
     files = {"summary.json": summary.model_dump_json(indent=2).encode(), **plots(study)}
     if summary.best_config is not None:
         files["best_config.yaml"] = yaml.safe_dump(summary.best_config, sort_keys=False).encode()

@@ -35,17 +35,15 @@ from bintally import storage
 from bintally.data.manifest import read_manifest
 from bintally.train.config import LOWER_IS_BETTER, Monitor
 from bintally.train.loop import TrainingDiverged, train
+from bintally.tune import optuna_stable_apis
 from bintally.tune.space import SearchSpace, load_space, trial_config
 
 # The validation metrics the training loop can monitor, and which way is better.
-DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
-    m: "minimize" if m in LOWER_IS_BETTER else "maximize" for m in get_args(Monitor)
-}
+DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {m: "minimize" if m in LOWER_IS_BETTER else "maximize" for m in get_args(Monitor)}
 Pruner = Literal["median", "hyperband", "none"]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 IDLE_POLL_S = 5  # how often a worker with no trial left to start looks at the study again
 SETTINGS_ATTR = "bintally"
-
 
 
 class TuneError(ValueError):
@@ -106,6 +104,7 @@ def _with_driver(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+@optuna_stable_apis()
 def open_storage(url: str, heartbeat_s: int | None = None) -> RDBStorage:
     """Optuna's RDB storage; with a heartbeat, trials of killed workers are failed and queued again."""
     if url.startswith("sqlite"):
@@ -113,9 +112,7 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> RDBStorage:
     else:
         engine = {"pool_pre_ping": True}  # a long trial outlives idle database connections
     retry = RetryHeartbeatStaleTrialCallback(max_retry=1) if heartbeat_s else None
-    return RDBStorage(
-        _with_driver(url), engine_kwargs=engine, heartbeat_interval=heartbeat_s, heartbeat_stale_trial_callback=retry
-    )
+    return RDBStorage(_with_driver(url), engine_kwargs=engine, heartbeat_interval=heartbeat_s, heartbeat_stale_trial_callback=retry)
 
 
 def shown_url(url: str) -> str:
@@ -228,6 +225,7 @@ def _tally(study: optuna.Study) -> tuple[int, int]:
     return finished, running
 
 
+@optuna_stable_apis()
 def tune(cfg: TuneConfig, on_trial: Callable[[FrozenTrial], None] | None = None) -> optuna.Study:
     """Run trials until the study has `cfg.trials` finished ones; returns the study.
 
