@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The README's test command: install everything, start the services, run the whole suite.
+# The README's test command: install everything, start the services, check lint, format and types,
+# then run the whole suite. A failed step fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-eval "$(bash scripts/system-deps.sh)"
+# Assigned first, so a failed service setup stops here (`eval "$(...)"` alone would ignore it).
+services_env=$(bash scripts/system-deps.sh)
+eval "$services_env"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q "$@"

@@ -161,8 +161,9 @@ def score_images(
 
 def _score_batch(predictor: Predictor, loaded: list[np.ndarray | str]) -> list[CountScore | str]:
     good = [i for i, x in enumerate(loaded) if isinstance(x, np.ndarray)]
-    logits = predictor.logits(np.stack([loaded[i] for i in good])) if good else []
-    outcomes: list[CountScore | str] = list(loaded)  # the error text stays where a photo could not be read
+    logits = predictor.logits(np.stack([loaded[i] for i in good])) if good else np.zeros((0, 0))
+    # The error text stays where a photo could not be read; every other place gets its score below.
+    outcomes: list[CountScore | str] = [x if isinstance(x, str) else "" for x in loaded]
     for i, row in zip(good, logits):
         outcomes[i] = score(row, predictor.spec.classes)
     return outcomes

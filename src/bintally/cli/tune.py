@@ -119,7 +119,7 @@ def tune_cmd(
         summary, written = write_report(found, directory)
         _print_summary(summary)
         console.print(f"wrote {', '.join(written)}")
-        if retrain:
+        if retrain and manifest is not None:  # checked above
             with console.status("training the final model on train+val"):
                 final = retrain_best(found, manifest, directory)
             _print_final(final)

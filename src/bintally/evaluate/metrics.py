@@ -9,6 +9,7 @@ import numpy as np
 from bintally.model.calibration import softmax
 
 COVERAGES = tuple(range(10, 101, 10))  # percent of bins kept, most confident first
+Counts = Sequence[int] | np.ndarray  # one count per bin
 SCALARS = ("accuracy", "within_one", "mae", "rmse", "macro_f1")
 
 
@@ -31,8 +32,8 @@ def accuracy_at_coverage(correct: np.ndarray, confidence: np.ndarray) -> dict[st
 
 
 def count_metrics(
-    true_counts: Sequence[int],
-    pred_counts: Sequence[int],
+    true_counts: Counts,
+    pred_counts: Counts,
     probabilities: np.ndarray | None = None,
     classes: Sequence[int] | None = None,
 ) -> dict:
@@ -62,7 +63,7 @@ def count_metrics(
     return metrics
 
 
-def metrics_from_logits(logits: np.ndarray, true_counts: Sequence[int], classes: Sequence[int]) -> dict:
+def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: Sequence[int]) -> dict:
     """count_metrics for model outputs: [N, K] logits over `classes`."""
     probabilities = softmax(logits)
     return count_metrics(true_counts, np.asarray(classes)[logits.argmax(axis=1)], probabilities, classes)

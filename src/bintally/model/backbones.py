@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -84,7 +85,7 @@ def _is_torchvision(name: str) -> bool:
 
 
 def _classifier_name(model: nn.Module, name: str) -> str:
-    return "fc" if _is_torchvision(name) else model.default_cfg["classifier"]
+    return "fc" if _is_torchvision(name) else str(model.default_cfg["classifier"])  # type: ignore[index]
 
 
 def _build(name: str, download: bool) -> nn.Module:
@@ -141,7 +142,7 @@ class Backbone(nn.Module):
 
 
 def create_backbone(name: str, weights: str = "packaged") -> Backbone:
-    model = create_imagenet_model(name, weights)
+    model: Any = create_imagenet_model(name, weights)  # a torchvision ResNet or a timm model: duck-typed below
     if _is_torchvision(name):
         num_features = model.fc.in_features
         model.fc = nn.Identity()

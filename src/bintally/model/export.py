@@ -43,7 +43,7 @@ def onnx_bytes(model: torch.nn.Module, size: int) -> bytes:
         torch.onnx.export(
             model,
             (torch.zeros(1, 3, size, size),),
-            buf,
+            buf,  # type: ignore[arg-type]  # a file object works; the stub names only paths
             input_names=[ONNX_INPUT],
             output_names=[ONNX_OUTPUT],
             dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},

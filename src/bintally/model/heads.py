@@ -35,6 +35,8 @@ def regression_value(logits: torch.Tensor, class_values: torch.Tensor) -> torch.
 
 
 class CountModel(nn.Module):
+    class_values: torch.Tensor  # a buffer: the count of each class, as floats
+
     def __init__(self, backbone: Backbone, head: Head, classes: Sequence[int]):
         super().__init__()
         self.backbone = backbone

@@ -52,6 +52,9 @@ class Predictor:
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.forward(np.ascontiguousarray(batch, dtype=np.float32))
 
+    def score(self, logits: np.ndarray) -> CountScore:
+        return score(logits, self.spec.classes)
+
     def warm_up(self, max_batch: int) -> None:
         """Run the shapes serving will see once, so the first request is not the slow one."""
         size = self.spec.preprocess.size

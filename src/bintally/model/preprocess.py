@@ -38,8 +38,8 @@ def resize(img: Image.Image, pp: Preprocess) -> Image.Image:
 
 def normalise(img: Image.Image, pp: Preprocess) -> np.ndarray:
     """An RGB image already at size x size -> float32 (3, H, W)."""
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(pp.mean, dtype=np.float32)) / np.asarray(pp.std, dtype=np.float32)
+    mean, std = np.asarray(pp.mean, dtype=np.float32), np.asarray(pp.std, dtype=np.float32)
+    arr = (np.asarray(img, dtype=np.float32) / np.float32(255) - mean) / std
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated
 
@@ -25,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor, score
+from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor
 from bintally.reconcile import ReconcilePolicy, Reconciliation, reconcile
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
@@ -75,23 +76,31 @@ class BatchResponse(BaseModel):
 Item = bytes | ImageRef
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """The model once it serves: its predictor and the micro-batcher in front of it."""
+
+    predictor: Predictor
+    batcher: MicroBatcher
+
+    def model_ref(self) -> ModelRef:
+        return ModelRef(name=self.predictor.spec.name, version=self.predictor.spec.version)
+
+
 class Service:
-    """What the routes share: the config, the model (once loaded), the batcher, the fetcher."""
+    """What the routes share: the config, the fetcher, and the model once loaded."""
 
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
         self.metrics = ServeMetrics()
         self.api_keys = ApiKeys.from_file(cfg.api_key_file) if cfg.api_key_file else None
-        self.policy = UriPolicy(cfg.allow_uri_prefixes, cfg.allow_private_hosts)
-        self.fetcher: Fetcher | None = None
-        self.predictor: Predictor | None = None
-        self.batcher: MicroBatcher | None = None
+        self.fetcher = Fetcher(UriPolicy(cfg.allow_uri_prefixes, cfg.allow_private_hosts), cfg.endpoint_url, cfg.max_body_bytes)
+        self.loaded: Loaded | None = None
         self.load_error: str | None = None
         # As many decodes at once as there are cores: more only share the GIL and finish out of order.
         self.decoders = anyio.CapacityLimiter(os.cpu_count() or 1)
 
     async def start(self) -> None:
-        self.fetcher = Fetcher(self.policy, self.cfg.endpoint_url, self.cfg.max_body_bytes)
         try:
             predictor = await anyio.to_thread.run_sync(load_predictor, self.cfg.model, self.cfg.backend)
             await anyio.to_thread.run_sync(predictor.warm_up, self.cfg.batching.max_batch)
@@ -99,41 +108,41 @@ class Service:
             log.exception("cannot load the model %s", self.cfg.model)
             self.load_error = f"the model failed to load: {exc}"
             return
-        self.batcher = MicroBatcher(predictor.logits, self.cfg.batching, self.metrics.batch_size.observe)
-        self.batcher.start()
-        self.metrics.watch_queue(self.batcher.depth)
+        batcher = MicroBatcher(predictor.logits, self.cfg.batching, self.metrics.batch_size.observe)
+        batcher.start()
+        self.metrics.watch_queue(batcher.depth)
         self.metrics.model.info({"name": predictor.spec.name, "version": predictor.spec.version})
-        self.predictor = predictor
+        self.loaded = Loaded(predictor, batcher)
         log.info("model %s %s ready (%s backend)", predictor.spec.name, predictor.spec.version, predictor.backend)
 
     async def stop(self) -> None:
-        if self.batcher:
-            await self.batcher.stop()
-        if self.fetcher:
-            await self.fetcher.aclose()
+        if self.loaded:
+            await self.loaded.batcher.stop()
+        await self.fetcher.aclose()
 
-    def model_ref(self) -> ModelRef:
-        return ModelRef(name=self.predictor.spec.name, version=self.predictor.spec.version)
-
-    def check_ready(self) -> None:
-        if self.predictor is None:
+    def ready(self) -> Loaded:
+        """The loaded model, or 503 while it loads (or if it failed to)."""
+        if self.loaded is None:
             raise unavailable("not_ready", self.load_error or "the model is still loading")
+        return self.loaded
 
     async def logits(self, item: Item) -> np.ndarray:
+        model = self.ready()
         data = item if isinstance(item, bytes) else await self.fetcher.load(item)
-        pp = self.predictor.spec.preprocess
+        pp = model.predictor.spec.preprocess
         x = await anyio.to_thread.run_sync(inputs.decode_and_prepare, data, pp, self.cfg.max_pixels, limiter=self.decoders)
-        return await self.batcher.submit(x)
+        return await model.batcher.submit(x)
 
-    async def count(self, item: Item) -> CountResponse:
+    async def count(self, item: Item | ApiError) -> CountResponse:
+        if isinstance(item, ApiError):  # an instance of a batch that failed validation
+            raise item
         row = await self.logits(item)
-        return CountResponse(**score(row, self.predictor.spec.classes).model_dump(), model=self.model_ref())
+        model = self.ready()
+        return CountResponse(**model.predictor.score(row).model_dump(), model=model.model_ref())
 
     async def count_or_error(self, item: Item | ApiError) -> CountResponse | ErrorResponse:
         """One instance of a batch: its failure is its own answer, not the batch's."""
         try:
-            if isinstance(item, ApiError):
-                raise item
             return await self.count(item)
         except ApiError as err:
             return err.response()
@@ -183,8 +192,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         """Key, then readiness, then room in the queue: all before the body is read."""
         if service.api_keys:
             service.api_keys.check(authorization, x_api_key)
-        service.check_ready()
-        if service.batcher.full():
+        if service.ready().batcher.full():
             raise overloaded()
 
     @app.post("/v1/count", response_model=CountResponse | BatchResponse, openapi_extra=COUNT_OPENAPI, dependencies=[Depends(guard)])
@@ -214,7 +222,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     @app.get("/ping")
     async def ping() -> Response:
         """SageMaker health check: 200 once the model serves."""
-        service.check_ready()
+        service.ready()
         return Response(status_code=200)
 
     @app.get("/healthz")
@@ -223,8 +231,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> dict:
-        service.check_ready()
-        return {"status": "ready", "model": service.model_ref(), "backend": service.predictor.backend}
+        model = service.ready()
+        return {"status": "ready", "model": model.model_ref(), "backend": model.predictor.backend}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -37,6 +37,7 @@ class Fetcher:
             return decode_base64(ref.image_base64)
         if ref.s3_uri is not None:
             return await anyio.to_thread.run_sync(self._read_s3, self.policy.check_s3(ref.s3_uri))
+        assert ref.url is not None  # ImageRef holds exactly one source
         return await self._read_url(ref.url)
 
     def _read_s3(self, uri: str) -> bytes:

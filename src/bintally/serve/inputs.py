@@ -127,7 +127,8 @@ async def count_items(request: Request, max_bytes: int, max_instances: int) -> t
     if kind == "multipart/form-data":
         return [await multipart_file(request, max_bytes)], False
     if kind == "application/json":
-        return json_refs(parse_json(await request.body()), max_instances)
+        refs, is_batch = json_refs(parse_json(await request.body()), max_instances)
+        return list(refs), is_batch
     raise unsupported(kind, COUNT_TYPES)
 
 

@@ -145,7 +145,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the fresh head's initialisation
         self.model: CountModel = create_model(cfg.backbone, cfg.head, data.classes, cfg.weights)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.model.to(ctx.device, memory_format=self.memory_format)
+        self.model.to(ctx.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.class_values = self.model.class_values
         self.loss_fn = make_loss(cfg, self.class_values)
         self.amp = cfg.amp and ctx.device.type == "cuda"
@@ -175,7 +175,7 @@ class Trainer:
 
     def _loader(self, rows: list[ManifestRow], transform: Augmentation | None, epoch: int, shuffle: bool) -> DataLoader:
         dataset = BinDataset(rows, self.pp, transform)
-        sampler = None
+        sampler: DistributedSampler | None = None
         if shuffle and self.ctx.distributed:
             sampler = DistributedSampler(dataset, self.ctx.world_size, self.ctx.rank, shuffle=True, seed=self.cfg.seed)
             sampler.set_epoch(epoch)
@@ -210,7 +210,7 @@ class Trainer:
     def train_epoch(self, epoch: int, on_step: Callable[[StepUpdate], None] | None) -> dict[str, float]:
         torch.manual_seed(epoch_seed(self.cfg.seed, epoch))
         network, loader = self._network(epoch), self.train_loader(epoch)
-        loss_sum, correct, seen = 0.0, 0.0, 0
+        loss_sum, correct, seen = 0.0, 0.0, 0.0
         for step, (x, counts) in enumerate(loader, start=1):
             x = x.to(self.ctx.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             target = self.targets(counts)

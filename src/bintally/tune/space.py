@@ -55,7 +55,11 @@ class _Param(BaseModel):
 
 
 class _Range(_Param):
-    """A numeric range; subclasses define `low`, `high` and `log`."""
+    """A numeric range; subclasses narrow `low` and `high` to their type."""
+
+    low: float
+    high: float
+    log: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> _Range:

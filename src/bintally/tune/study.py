@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import optuna
 from optuna.storages import (
@@ -107,6 +107,7 @@ def _with_driver(url: str) -> str:
 @optuna_stable_apis()
 def open_storage(url: str, heartbeat_s: int | None = None) -> RDBStorage:
     """Optuna's RDB storage; with a heartbeat, trials of killed workers are failed and queued again."""
+    engine: dict[str, Any]
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # several local workers wait for the file lock
     else:
