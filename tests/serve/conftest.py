@@ -12,11 +12,12 @@ import pytest
 import uvicorn
 
 from bintally.data.images import decode_image
-from bintally.model.artifact import load_artifact
+from bintally.model.artifact import load_artifact, write_spec
 from bintally.model.export import export_onnx
 from bintally.serve.app import ServeConfig, create_app
 
 CLASSES = [1, 2, 3, 4, 5]
+TEMPERATURE = 1.7
 PHOTO_IDS = ["00585", "00588", "00589", "00594"]  # real ABID bins, read in place
 
 
@@ -27,9 +28,11 @@ def photos(abid_root) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def artifact_dir(tmp_path_factory, small_artifact, photos) -> str:
-    """The shared small Lite0 artifact (see tests/conftest.py), copied and exported to ONNX on real photos."""
+    """The shared small Lite0 artifact (see tests/conftest.py), copied, given a calibration temperature of
+    TEMPERATURE (so every serving test runs with one) and exported to ONNX on real photos."""
     out = str(tmp_path_factory.mktemp("artifact") / "model")
     shutil.copytree(small_artifact, out)
+    write_spec(out, load_artifact(out).spec.model_copy(update={"temperature": TEMPERATURE}))
     export_onnx(load_artifact(out), f"{out}/model.onnx", [decode_image(data) for data in photos.values()])
     return out
 

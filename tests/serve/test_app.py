@@ -12,9 +12,13 @@ import boto3
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bintally.data.images import decode_image
+from bintally.model.artifact import load_artifact
+from bintally.model.calibration import softmax
+from bintally.model.preprocess import prepare
 
 KEY = "serve-test-key"
 JPEG = {"content-type": "image/jpeg"}
@@ -122,10 +126,18 @@ def test_instances_fail_one_by_one(client, photo):
     assert unknown["error"]["code"] == "invalid_request" and "colour" in unknown["error"]["message"]
 
 
-def test_invocations_answers_logits_matching_count(client, photo):
+def test_invocations_answers_logits_matching_count(client, photo, artifact_dir):
     """SageMaker /invocations with raw JPEG and with {"s3_uri"}: [[5 logits]] whose softmax equals /v1/count's
-    probabilities for the same photo; /ping answers 200."""
+    probabilities for the same photo, and those are the network's logits at the artifact's temperature
+    (computed here with PyTorch); /ping answers 200."""
     expected = client.post("/v1/count", content=photo, headers=JPEG).json()["probabilities"]
+    artifact = load_artifact(artifact_dir)
+    x = torch.from_numpy(prepare(decode_image(photo), artifact.spec.preprocess))[None]
+    with torch.no_grad():
+        raw = artifact.torch_model()(x)[0].numpy()
+    temperature = artifact.spec.temperature
+    assert temperature != 1 and softmax(raw) != pytest.approx(softmax(raw, temperature), abs=1e-4)  # it makes a difference
+    assert softmax(raw, temperature) == pytest.approx([expected[str(c)] for c in range(1, 6)], abs=1e-4)
     for kwargs in ({"content": photo, "headers": JPEG}, {"json": {"s3_uri": "s3://bins/allowed/00585.jpg"}}):
         response = client.post("/invocations", **kwargs)
         assert response.status_code == 200, response.text
@@ -194,7 +206,7 @@ def test_operational_routes(client, photo):
     client.post("/v1/count", content=b"nope", headers=JPEG)
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz").json()
-    assert ready["model"] == {"name": "test-lite0", "version": "0.0.1"} and ready["backend"] == "onnx"
+    assert ready["model"] == {"name": "small-test", "version": "1"} and ready["backend"] == "onnx"
     assert client.get("/docs").status_code == 200
     assert "/v1/count" in client.get("/openapi.json").json()["paths"]
     metrics = client.get("/metrics").text
@@ -204,7 +216,7 @@ def test_operational_routes(client, photo):
         'bintally_request_seconds_bucket{le="0.005",route="/v1/count"}',
         "bintally_batch_size_count",
         "bintally_queue_depth",
-        'bintally_model_info{name="test-lite0",version="0.0.1"}',
+        'bintally_model_info{name="small-test",version="1"}',
     ):
         assert series in metrics, series
 

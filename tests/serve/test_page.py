@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -44,4 +45,27 @@ def test_page_counts_a_picked_photo(browser, open_server, abid_root):
     assert page.inner_text("#error") == ""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize("expected", ["3", "12"])
+def test_page_checks_a_recorded_quantity(browser, open_server, abid_root, expected):
+    """Type a recorded quantity, pick a real photo: the page asks /v1/reconcile and shows the decision with
+    P(count = recorded) beside the count; the decision is the server's for the same photo and quantity
+    (12 is outside the model's counts: always review)."""
+    photo = abid_root / "bin-images" / "00588.jpg"
+    want = httpx.post(
+        f"{open_server.url}/v1/reconcile?expected_quantity={expected}", content=photo.read_bytes(), headers={"content-type": "image/jpeg"}
+    ).json()
+    page = browser.new_page()
+    page.goto(f"{open_server.url}/")
+    page.fill("#expected", expected)
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#reconciled:not([hidden])", timeout=30_000)
+    assert page.get_attribute("#decision", "class") == want["decision"]
+    assert page.inner_text("#decision").startswith(want["decision"])
+    assert f"P(count = {expected}) = {100 * want['match_probability']:.1f}%" in page.inner_text("#match")
+    assert page.inner_text("#count") == str(want["count"])
+    if expected == "12":
+        assert want["decision"] == "review"
     page.close()

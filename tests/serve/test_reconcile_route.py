@@ -1,11 +1,13 @@
-"""POST /v1/reconcile on a real server: one photo plus the recorded quantity -> count and decision."""
+"""POST /v1/reconcile on a real server: a photo plus the recorded quantity -> count and decision; batches."""
 
 from __future__ import annotations
+
+import base64
 
 import httpx
 import pytest
 
-from bintally.reconcile import ReconcilePolicy, reconcile
+from bintally.reconcile.policy import DecisionPolicy, reconcile
 
 JPEG = {"content-type": "image/jpeg"}
 
@@ -17,23 +19,52 @@ def client(open_server):
 
 
 def test_decision_matches_the_library_for_every_expected_quantity(client, photos):
-    """For each recorded quantity 0..6 the route answers the count, P(count = expected) and the decision
-    `bintally.reconcile` makes from the same probabilities with the server's default policy."""
+    """For each recorded quantity 0..6 the route answers the count, P(count = expected), P(off by 2+) and the
+    decision `bintally.reconcile` makes from the same probabilities with the default policy (the test artifact
+    has no fitted one)."""
     photo = photos["00588"]
     counted = client.post("/v1/count", content=photo, headers=JPEG).json()
     for expected in range(7):
         response = client.post(f"/v1/reconcile?expected_quantity={expected}", content=photo, headers=JPEG)
         assert response.status_code == 200, response.text
         answer = response.json()
-        want = reconcile(counted["probabilities"], expected, ReconcilePolicy())
+        want = reconcile(counted["probabilities"], expected, DecisionPolicy())
         assert answer["count"] == counted["count"] and answer["decision"] == want.decision
         assert answer["match_probability"] == pytest.approx(want.match_probability, abs=1e-6)
+        assert answer["far_probability"] == pytest.approx(want.far_probability, abs=1e-6)
+        assert answer["confidence"] == pytest.approx(counted["confidence"], abs=1e-6)
         assert answer["model"] == counted["model"]
 
 
 def test_multipart_upload_reconciles_too(client, photos):
     response = client.post("/v1/reconcile", params={"expected_quantity": 3}, files={"file": ("bin.jpg", photos["00585"], "image/jpeg")})
     assert response.status_code == 200 and response.json()["decision"] in ("accept", "review", "mismatch")
+
+
+def test_a_batch_decides_each_instance_and_a_bad_one_fails_alone(client, photos):
+    """Four instances: two good photos with their own recorded quantities, one that is not a photo, one without a
+    quantity. Tried: one request. Must hold: 200, answers in order, the good ones equal to single requests, the bad
+    ones each an error body (400 bad_image, 422 invalid_request) while the others are answered."""
+    b64 = {k: base64.b64encode(v).decode() for k, v in photos.items()}
+    body = {
+        "instances": [
+            {"image_base64": b64["00585"], "expected_quantity": 3},
+            {"image_base64": base64.b64encode(b"not a photo").decode(), "expected_quantity": 2},
+            {"image_base64": b64["00588"]},
+            {"image_base64": b64["00589"], "expected_quantity": 12},
+        ]
+    }
+    response = client.post("/v1/reconcile", json=body)
+    assert response.status_code == 200, response.text
+    first, broken, missing, outside = response.json()["predictions"]
+    single = client.post("/v1/reconcile?expected_quantity=3", content=photos["00585"], headers=JPEG).json()
+    assert first["decision"] == single["decision"] and first["match_probability"] == pytest.approx(single["match_probability"], abs=1e-6)
+    assert broken["error"]["code"] == "bad_image"
+    assert missing["error"]["code"] == "invalid_request" and "expected_quantity" in missing["error"]["message"]
+    assert outside["decision"] == "review" and outside["expected_quantity"] == 12  # outside the model's counts
+    # A query parameter is the default for instances without their own quantity.
+    defaulted = client.post("/v1/reconcile?expected_quantity=2", json={"instances": [{"image_base64": b64["00588"]}]}).json()
+    assert defaulted["predictions"][0]["expected_quantity"] == 2
 
 
 @pytest.mark.parametrize(
@@ -43,11 +74,14 @@ def test_multipart_upload_reconciles_too(client, photos):
         ("?expected_quantity=-1", b"", JPEG, 422),  # negative
         ("?expected_quantity=three", b"", JPEG, 422),  # not an integer
         ("?expected_quantity=3", b"not a photo", JPEG, 400),
-        ("?expected_quantity=3", b'{"instances": [{"image_base64": "AA=="}]}', {"content-type": "application/json"}, 422),
+        ("", b'{"instances": [{"image_base64": "AA==", "expected_quantity": -2}]}', {"content-type": "application/json"}, 200),
     ],
-    ids=["missing", "negative", "not-int", "bad-image", "batch"],
+    ids=["missing", "negative", "not-int", "bad-image", "batch-negative"],
 )
 def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, photos, query, body, headers, status):
     response = client.post(f"/v1/reconcile{query}", content=body or photos["00585"], headers=headers)
-    assert response.status_code == status and "message" in response.json()["error"]
+    assert response.status_code == status
+    answer = response.json()
+    error = answer["predictions"][0]["error"] if status == 200 else answer["error"]
+    assert error["code"] in ("invalid_request", "bad_image") and error["message"]
     assert client.post("/v1/reconcile?expected_quantity=2", content=photos["00585"], headers=JPEG).status_code == 200

@@ -1,46 +1,106 @@
-"""`bintally reconcile`: recorded quantities against what the photos show."""
+"""`bintally calibrate` and `bintally reconcile`: fitted decisions, and recorded quantities against the photos."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
-from bintally.cli.app import app, console
-from bintally.model.predictor import Backend
-from bintally.reconcile import ReconcileConfig, ReconcilePolicy, reconcile_records
+from bintally.cli.app import BackendOpt, EndpointOpt, app, console, make_config, reported_errors
+from bintally.evaluate.calibrate import CalibrateConfig, calibrate
+from bintally.reconcile.fit import RecordErrors, Targets
+from bintally.reconcile.policy import DecisionPolicy
+from bintally.reconcile.records import ReconcileConfig, reconcile_records
+
+TARGETS, ERRORS = Targets(), RecordErrors()
+
+
+def describe(policy: DecisionPolicy) -> str:
+    accept = "never accept" if policy.accept_at is None else f"accept when P(count = recorded) >= {policy.accept_at:.3f}"
+    statistic = "P(count = recorded) <=" if policy.flag_statistic == "match" else "P(|count - recorded| >= 2) >="
+    flag = "never flag" if policy.flag_at is None else f"flag when {statistic} {policy.flag_at:.3f}"
+    return f"{accept}; {flag}"
+
+
+def parse_sizes(text: str) -> dict[int, float]:
+    """'1:0.6,2:0.3,3:0.1' -> {1: 0.6, 2: 0.3, 3: 0.1}."""
+    try:
+        return {int(d): float(s) for d, s in (part.split(":") for part in text.split(","))}
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected SIZE:SHARE pairs such as 1:0.6,2:0.3,3:0.1, got {text!r}", param_hint="--error-sizes") from exc
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    model: Annotated[str, typer.Argument(help="model artifact directory; its model.json is updated")],
+    manifest: Annotated[str, typer.Argument(help="manifest .parquet with labelled bins")],
+    split: Annotated[str, typer.Option(help="held-out split to fit on (never test)")] = "val",
+    max_accepted_error: Annotated[float, typer.Option(help="of accepted records, at most this share wrong")] = TARGETS.max_accepted_error,
+    max_false_flags: Annotated[float, typer.Option(help="of correct records, at most this share flagged")] = TARGETS.max_false_flags,
+    error_rate: Annotated[float, typer.Option(help="simulated share of wrong records")] = ERRORS.rate,
+    error_sizes: Annotated[str, typer.Option(help="how far off wrong records are, SIZE:SHARE")] = ",".join(
+        f"{d}:{s:g}" for d, s in ERRORS.sizes.items()
+    ),
+    device: str = "auto",
+) -> None:
+    """Fit the temperature (probabilities) and the decision policy on validation data, into the artifact."""
+    targets = make_config(Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags)
+    errors = make_config(RecordErrors, rate=error_rate, sizes=parse_sizes(error_sizes))
+    cfg = make_config(CalibrateConfig, model=model, manifest=manifest, split=split, targets=targets, errors=errors, device=device)
+    with reported_errors(), console.status(f"scoring the {split} split"):
+        result = calibrate(cfg)
+    r = result.report
+    console.print(
+        f"temperature {r.temperature:.3f} on {r.bins:,} {r.split} bins: "
+        f"NLL {r.nll_before:.3f} -> {r.nll_after:.3f}, ECE {r.ece_before:.3f} -> {r.ece_after:.3f}"
+    )
+    console.print(f"policy: {describe(result.policy)}")
+    fitted = result.policy.fitted or {}
+    o = fitted.get("outcome", {})
+    if o:
+        error = "-" if o["accepted_error"] is None else f"{o['accepted_error']:.1%}"
+        console.print(
+            f"on {r.split}: accepts {o['accepted']:.1%} of records ({error} of them wrong), flags {o['false_flags']:.1%} of correct "
+            f"records and {o['recall']['2+']:.1%} of those off by 2+, sends {o['review']:.1%} to review"
+        )
+    for note in fitted.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"wrote {model}/model.json")
 
 
 @app.command("reconcile")
 def reconcile_cmd(
     model: Annotated[str, typer.Argument(help="model artifact directory (path or URL)")],
-    records: Annotated[str, typer.Argument(help="manifest .parquet, or CSV with uri,expected_quantity[,id,true_quantity]")],
+    records: Annotated[str, typer.Argument(help="manifest .parquet, or CSV with uri,expected_quantity[,id,true_quantity,...]")],
     out: Annotated[str, typer.Option("--out", help="decisions CSV")],
     split: Annotated[str, typer.Option(help="for a manifest: which split's bins (train, val, test, all)")] = "test",
-    accept_at: Annotated[float, typer.Option(help="accept when P(count = expected) is at least this")] = ReconcilePolicy().accept_at,
+    accept_at: Annotated[
+        float | None, typer.Option(help="accept when P(count = expected) >= this [default: the artifact's policy]")
+    ] = None,
     mismatch_at: Annotated[
-        float, typer.Option(help="flag a mismatch when P(count = expected) is at most this")
-    ] = ReconcilePolicy().mismatch_at,
-    backend: Annotated[Backend, typer.Option(help="onnx (fast on CPU) or torch")] = "onnx",
-    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url")] = None,
+        float | None, typer.Option(help="flag when P(count = expected) <= this [default: the artifact's policy]")
+    ] = None,
+    audited: Annotated[str | None, typer.Option(help="CSV of id,true_quantity from people's recounts")] = None,
+    backend: BackendOpt = "onnx",
+    endpoint_url: EndpointOpt = None,
 ) -> None:
     """Decide for each record: accept, review (a person counts the bin) or mismatch."""
-    try:
-        cfg = ReconcileConfig(
-            model=model,
-            records=records,
-            out=out,
-            split=split,
-            backend=backend,
-            endpoint_url=endpoint_url,
-            policy=ReconcilePolicy(accept_at=accept_at, mismatch_at=mismatch_at),
-        )
-    except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    with console.status("scoring photos"):
+    cfg = make_config(
+        ReconcileConfig,
+        model=model,
+        records=records,
+        out=out,
+        split=split,
+        accept_at=accept_at,
+        mismatch_at=mismatch_at,
+        audited=audited,
+        backend=backend,
+        endpoint_url=endpoint_url,
+    )
+    with reported_errors(), console.status("scoring photos"):
         report = reconcile_records(cfg)
+    console.print(f"policy: {describe(report.policy)}")
     table = Table()
     table.add_column("decision")
     table.add_column("records", justify="right")
@@ -48,7 +108,8 @@ def reconcile_cmd(
         table.add_row(decision, f"{n:,}")
     console.print(table)
     console.print(f"{report.summary.total:,} records decided, {report.failed:,} unreadable")
-    for name, value in (("accept", report.summary.accept_precision), ("mismatch", report.summary.mismatch_precision)):
-        if value is not None:
-            console.print(f"audited precision of {name}: {value:.1%}")
+    s = report.summary
+    if s.audited:
+        shown = {"accepted records wrong": s.accepted_error, "flags right (record wrong)": s.flag_precision}
+        console.print(f"audited {s.audited:,}: " + ", ".join(f"{k} {'-' if v is None else f'{v:.1%}'}" for k, v in shown.items()))
     console.print(f"wrote {report.out}")

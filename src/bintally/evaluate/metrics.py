@@ -8,6 +8,7 @@ import numpy as np
 
 from bintally.model.calibration import softmax
 
+ECE_BINS = 15  # equal-width confidence bins, the usual choice for ECE
 COVERAGES = tuple(range(10, 101, 10))  # percent of bins kept, most confident first
 Counts = Sequence[int] | np.ndarray  # one count per bin
 SCALARS = ("accuracy", "within_one", "mae", "rmse", "macro_f1")
@@ -71,3 +72,25 @@ def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: Sequen
 
 def scalars(metrics: dict) -> dict[str, float]:
     return {k: metrics[k] for k in SCALARS}
+
+
+def reliability(probabilities: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> dict[str, list[float]]:
+    """Top-class confidence against accuracy in equal-width confidence bins (empty bins left out):
+    `confidence`, `accuracy` and `share` (of all examples) per bin, for the reliability diagram."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == targets
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    out: dict[str, list[float]] = {"confidence": [], "accuracy": [], "share": []}
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            out["confidence"].append(float(confidence[inside].mean()))
+            out["accuracy"].append(float(correct[inside].mean()))
+            out["share"].append(float(inside.mean()))
+    return out
+
+
+def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the share-weighted mean gap between confidence and accuracy over the reliability bins."""
+    r = reliability(probabilities, targets, bins)
+    return float(sum(s * abs(c - a) for c, a, s in zip(r["confidence"], r["accuracy"], r["share"])))

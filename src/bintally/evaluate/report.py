@@ -3,9 +3,11 @@
 REPORT_DIR gets metrics.json, report.md (linking the PNGs beside it),
 report.html (self-contained: PNGs embedded as base64) and the PNGs: per-count
 accuracy, confusion matrix, accuracy vs coverage, training curves (when the
-artifact carries its training history). Evaluating the test split also
-records the metrics in the artifact's model.json: the only place test
-numbers are produced (model selection uses the validation split).
+artifact carries its training history) and the reliability diagram (ECE at
+temperature 1 and at the artifact's). Evaluating the test split of the
+manifest the model was trained on also records the metrics in the artifact's
+model.json: the only place test numbers are produced (model selection uses
+the validation split); any other evaluation leaves the artifact alone.
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ import html
 import io
 import json
 
+import numpy as np
 from matplotlib.figure import Figure  # figures without pyplot: no global state, no display
 from pydantic import BaseModel
-from torch.utils.data import DataLoader
 
 from bintally import storage
-from bintally.data.dataset import BinDataset
 from bintally.data.manifest import read_manifest
-from bintally.evaluate.metrics import metrics_from_logits
+from bintally.evaluate.calibrate import class_targets, split_logits
+from bintally.evaluate.metrics import expected_calibration_error, metrics_from_logits, reliability
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
-from bintally.model.inference import pick_device, predict_logits
+from bintally.model.calibration import softmax
 
 TEST_SPLIT = "test"
 
@@ -35,17 +37,31 @@ class Evaluation(BaseModel):
     recorded_in_artifact: bool
 
 
+def calibration_metrics(logits: np.ndarray, counts: np.ndarray, classes: list[int], temperature: float) -> dict:
+    """ECE and the reliability diagram's bins, without (temperature 1) and with the artifact's temperature."""
+    known, targets = class_targets(counts, classes)
+    if not known.any():
+        return {}
+    raw, calibrated = softmax(logits[known]), softmax(logits[known], temperature)
+    return {
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(raw, targets),
+        "ece_after": expected_calibration_error(calibrated, targets),
+        "reliability_before": reliability(raw, targets),
+        "reliability_after": reliability(calibrated, targets),
+    }
+
+
 def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device: str, batch_size: int, workers: int) -> dict:
     manifest = read_manifest(manifest_url)
-    rows = manifest.split(split)
-    if not rows:
-        raise ValueError(f"{manifest_url} has no rows in split {split!r}")
-    target = pick_device(device, 0)
-    loader = DataLoader(BinDataset(rows, artifact.spec.preprocess), batch_size=batch_size, num_workers=workers)
-    logits, counts = predict_logits(artifact.torch_model(str(target)), loader, target)
-    metrics = metrics_from_logits(logits, counts, artifact.spec.classes)
+    try:
+        logits, counts = split_logits(artifact, manifest, split, device, batch_size, workers)
+    except ValueError as exc:
+        raise ValueError(f"{manifest_url}: {exc}") from exc
+    metrics = metrics_from_logits(logits / artifact.spec.temperature, counts, artifact.spec.classes)
     return {
         **metrics,
+        "calibration": calibration_metrics(logits, counts, artifact.spec.classes, artifact.spec.temperature),
         "split": split,
         "manifest": manifest_url,
         "manifest_digest": manifest.digest(),
@@ -95,6 +111,19 @@ def plot_coverage(metrics: dict) -> bytes:
     return _png(fig)
 
 
+def plot_reliability(calibration: dict) -> bytes:
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="k", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for when, label in (("before", "temperature 1"), ("after", f"temperature {calibration['temperature']:.2f}")):
+        r = calibration[f"reliability_{when}"]
+        ax.plot(r["confidence"], r["accuracy"], marker="o", label=f"{label}: ECE {calibration[f'ece_{when}']:.3f}")
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="Reliability")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def plot_history(history: list[dict]) -> bytes:
     epochs = [h["epoch"] + 1 for h in history]
     fig = Figure(figsize=(9, 3.2))
@@ -122,6 +151,10 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("macro-F1", f"{metrics['macro_f1']:.3f}"),
     ]
     rows += [(f"accuracy, count {c}", f"{a:.1%}") for c, a in metrics["per_count"].items()]
+    if metrics.get("calibration"):
+        c = metrics["calibration"]
+        rows += [("temperature", f"{c['temperature']:.3f}"), ("ECE at temperature 1", f"{c['ece_before']:.3f}")]
+        rows += [("ECE calibrated", f"{c['ece_after']:.3f}")]
     return rows
 
 
@@ -146,6 +179,8 @@ def render_html(metrics: dict, title: str, plots: dict[str, bytes]) -> str:
 
 def write_report(out_dir: str, metrics: dict, history: list[dict]) -> list[str]:
     plots = {"per_count": plot_per_count(metrics), "confusion": plot_confusion(metrics), "coverage": plot_coverage(metrics)}
+    if metrics.get("calibration"):
+        plots["reliability"] = plot_reliability(metrics["calibration"])
     if history:
         plots["training"] = plot_history(history)
     title = f"{metrics['model']['name']} {metrics['model']['version']} on the {metrics['split']} split"
@@ -164,6 +199,8 @@ def evaluate(
     artifact = load_artifact(model_url)
     metrics = predict_split(artifact, manifest_url, split, device, batch_size, workers)
     files = write_report(out_dir, metrics, artifact.history())
-    if split == TEST_SPLIT:
+    # Only the test split of the manifest the model was trained on describes the model; others stay in their report.
+    record = split == TEST_SPLIT and metrics["same_manifest_as_training"]
+    if record:
         write_spec(model_url, artifact.spec.model_copy(update={"metrics": metrics}))
-    return Evaluation(metrics=metrics, files=files, recorded_in_artifact=split == TEST_SPLIT)
+    return Evaluation(metrics=metrics, files=files, recorded_in_artifact=record)

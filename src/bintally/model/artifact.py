@@ -23,6 +23,7 @@ from safetensors.torch import save as save_safetensors
 from bintally import storage
 from bintally.model.heads import CountModel, Head, create_model
 from bintally.model.preprocess import Preprocess
+from bintally.reconcile.policy import DecisionPolicy
 
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -50,6 +51,10 @@ class ModelSpec(BaseModel):
     train_config: dict = Field(default_factory=dict)
     manifest_digest: str | None = None
     metrics: dict = Field(default_factory=dict)  # test-split metrics, written by `bintally evaluate`
+    # Probabilities are softmax(logits / temperature); fitted on validation by `bintally calibrate` (and train).
+    temperature: float = Field(1.0, gt=0)
+    calibration: dict | None = None  # how the temperature was fitted: `evaluate.calibrate.CalibrationReport`
+    decision_policy: DecisionPolicy | None = None  # fitted on validation; None: `DecisionPolicy()`'s defaults
 
 
 class ModelArtifact:

@@ -1,6 +1,6 @@
 """Predictor backends over a model artifact: ONNX Runtime (the fast CPU path) and PyTorch.
 
-Both map the preprocessed batch float32 [N, 3, size, size] to [N, K] logits;
+Both map the preprocessed batch float32 [N, 3, size, size] to [N, K] calibrated logits;
 `score` turns one row of logits into the count, its confidence and the
 probability of each count. Serving and batch scoring share both.
 """
@@ -50,7 +50,9 @@ class Predictor:
     forward: Callable[[np.ndarray], np.ndarray]  # [N, 3, S, S] float32 -> [N, K] logits
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self.forward(np.ascontiguousarray(batch, dtype=np.float32))
+        """Calibrated logits (the network's divided by the artifact's temperature): their softmax is the
+        probability of each count, so `/invocations` and `/v1/count` always agree."""
+        return self.forward(np.ascontiguousarray(batch, dtype=np.float32)) / np.float32(self.spec.temperature)
 
     def score(self, logits: np.ndarray) -> CountScore:
         return score(logits, self.spec.classes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -27,13 +28,13 @@ from pydantic import BaseModel, Field
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor
-from bintally.reconcile import ReconcilePolicy, Reconciliation, reconcile
+from bintally.reconcile.policy import DecisionPolicy, Reconciliation, reconcile
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
 from bintally.serve.body_limit import BodyLimitMiddleware
 from bintally.serve.errors import ApiError, ErrorResponse, install_error_handlers, invalid_request, unavailable
 from bintally.serve.fetch import Fetcher
-from bintally.serve.inputs import ImageRef
+from bintally.serve.inputs import ImageRef, ReconcileRef
 from bintally.serve.metrics import MetricsMiddleware, ServeMetrics
 from bintally.serve.security import ApiKeys, UriPolicy
 
@@ -52,7 +53,9 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(10 * 2**20, ge=1024)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_instances: int = Field(64, ge=1)
-    reconcile: ReconcilePolicy = ReconcilePolicy()
+    # Explicit decision thresholds; by default the artifact's fitted policy decides.
+    accept_at: float | None = Field(None, gt=0, le=1)
+    mismatch_at: float | None = Field(None, ge=0, lt=1)
 
 
 class ModelRef(BaseModel):
@@ -65,8 +68,13 @@ class CountResponse(CountScore):
 
 
 class ReconcileResponse(Reconciliation):
+    confidence: float
     probabilities: dict[str, float]
     model: ModelRef
+
+
+class ReconcileBatchResponse(BaseModel):
+    predictions: list[ReconcileResponse | ErrorResponse]
 
 
 class BatchResponse(BaseModel):
@@ -82,6 +90,7 @@ class Loaded:
 
     predictor: Predictor
     batcher: MicroBatcher
+    policy: DecisionPolicy  # the artifact's fitted policy, or the configured thresholds
 
     def model_ref(self) -> ModelRef:
         return ModelRef(name=self.predictor.spec.name, version=self.predictor.spec.version)
@@ -112,7 +121,8 @@ class Service:
         batcher.start()
         self.metrics.watch_queue(batcher.depth)
         self.metrics.model.info({"name": predictor.spec.name, "version": predictor.spec.version})
-        self.loaded = Loaded(predictor, batcher)
+        policy = (predictor.spec.decision_policy or DecisionPolicy()).with_thresholds(self.cfg.accept_at, self.cfg.mismatch_at)
+        self.loaded = Loaded(predictor, batcher, policy)
         log.info("model %s %s ready (%s backend)", predictor.spec.name, predictor.spec.version, predictor.backend)
 
     async def stop(self) -> None:
@@ -140,32 +150,41 @@ class Service:
         model = self.ready()
         return CountResponse(**model.predictor.score(row).model_dump(), model=model.model_ref())
 
-    async def count_or_error(self, item: Item | ApiError) -> CountResponse | ErrorResponse:
-        """One instance of a batch: its failure is its own answer, not the batch's."""
-        try:
-            return await self.count(item)
-        except ApiError as err:
-            return err.response()
+    async def reconcile(self, item: Item | ApiError, expected_quantity: int | None) -> ReconcileResponse:
+        if isinstance(item, ReconcileRef) and item.expected_quantity is not None:
+            expected_quantity = item.expected_quantity
+        if expected_quantity is None:
+            raise invalid_request("expected_quantity is missing (a query parameter, or a field of each instance)")
+        counted = await self.count(item)
+        decision = reconcile(counted.probabilities, expected_quantity, self.ready().policy)
+        return ReconcileResponse(
+            **decision.model_dump(), confidence=counted.confidence, probabilities=counted.probabilities, model=counted.model
+        )
 
 
-COUNT_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        ImageRef.model_json_schema(),
-                        {"type": "object", "properties": {"instances": {"type": "array", "items": ImageRef.model_json_schema()}}},
-                    ]
-                }
+async def or_error(answer: Awaitable[BaseModel]) -> BaseModel:
+    """One instance of a batch: its failure is its own answer, not the batch's."""
+    try:
+        return await answer
+    except ApiError as err:
+        return err.response()
+
+
+def body_openapi(ref: type[ImageRef]) -> dict:
+    """The OpenAPI request body of a route that takes one photo, or JSON naming one or a batch of `ref`s."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    batch = {"type": "object", "properties": {"instances": {"type": "array", "items": ref.model_json_schema()}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "image/jpeg": binary,
+                "image/png": binary,
+                "multipart/form-data": {"schema": {"type": "object", "properties": {"file": binary["schema"]}}},
+                "application/json": {"schema": {"oneOf": [ImageRef.model_json_schema(), batch]}},
             },
-        },
+        }
     }
-}
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
@@ -195,23 +214,31 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if service.ready().batcher.full():
             raise overloaded()
 
-    @app.post("/v1/count", response_model=CountResponse | BatchResponse, openapi_extra=COUNT_OPENAPI, dependencies=[Depends(guard)])
+    @app.post(
+        "/v1/count", response_model=CountResponse | BatchResponse, openapi_extra=body_openapi(ImageRef), dependencies=[Depends(guard)]
+    )
     async def count(request: Request):
         """Count the objects in one photo, or in each photo of an `instances` batch."""
         items, is_batch = await inputs.count_items(request, cfg.max_body_bytes, cfg.max_instances)
         if not is_batch:
             return await service.count(items[0])
-        return BatchResponse(predictions=await asyncio.gather(*map(service.count_or_error, items)))
+        return BatchResponse(predictions=await asyncio.gather(*(or_error(service.count(item)) for item in items)))
 
-    @app.post("/v1/reconcile", response_model=ReconcileResponse, openapi_extra=COUNT_OPENAPI, dependencies=[Depends(guard)])
-    async def reconcile_bin(request: Request, expected_quantity: Annotated[int, Query(ge=0)]):
-        """Does one photo agree with the bin's recorded quantity? `accept`, `review` (a person counts) or `mismatch`."""
-        items, is_batch = await inputs.count_items(request, cfg.max_body_bytes, cfg.max_instances)
-        if is_batch:
-            raise invalid_request("/v1/reconcile takes one image per request")
-        counted = await service.count(items[0])
-        decision = reconcile(counted.probabilities, expected_quantity, cfg.reconcile)
-        return ReconcileResponse(**decision.model_dump(), probabilities=counted.probabilities, model=counted.model)
+    @app.post(
+        "/v1/reconcile",
+        response_model=ReconcileResponse | ReconcileBatchResponse,
+        openapi_extra=body_openapi(ReconcileRef),
+        dependencies=[Depends(guard)],
+    )
+    async def reconcile_bin(request: Request, expected_quantity: Annotated[int | None, Query(ge=0)] = None):
+        """Does a photo agree with the bin's recorded quantity? `accept`, `review` (a person counts) or `mismatch`.
+
+        One image with `?expected_quantity=N`, or `{"instances": [{..., "expected_quantity": N}]}`."""
+        items, is_batch = await inputs.count_items(request, cfg.max_body_bytes, cfg.max_instances, ReconcileRef)
+        if not is_batch:
+            return await service.reconcile(items[0], expected_quantity)
+        answers = await asyncio.gather(*(or_error(service.reconcile(item, expected_quantity)) for item in items))
+        return ReconcileBatchResponse(predictions=answers)
 
     @app.post("/invocations", response_model=list[list[float]], dependencies=[Depends(guard)])
     async def invocations(request: Request):

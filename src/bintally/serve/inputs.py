@@ -78,8 +78,14 @@ def validate(model: type[BaseModel], doc: Any) -> Any:
         raise invalid_request("; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())) from exc
 
 
-def json_refs(doc: Any, max_instances: int) -> tuple[list[ImageRef | ApiError], bool]:
-    """The images a /v1/count JSON body names, and whether it was an `instances` batch.
+class ReconcileRef(ImageRef):
+    """One image of a /v1/reconcile batch, with the bin's recorded quantity."""
+
+    expected_quantity: int | None = Field(None, ge=0)
+
+
+def json_refs(doc: Any, max_instances: int, kind: type[ImageRef] = ImageRef) -> tuple[list[ImageRef | ApiError], bool]:
+    """The images a JSON body names (each a `kind`), and whether it was an `instances` batch.
 
     In a batch each instance is validated alone, so a bad one fails by itself.
     """
@@ -91,7 +97,7 @@ def json_refs(doc: Any, max_instances: int) -> tuple[list[ImageRef | ApiError], 
     refs: list[ImageRef | ApiError] = []
     for instance in batch.instances:
         try:
-            refs.append(validate(ImageRef, instance))
+            refs.append(validate(kind, instance))
         except ApiError as err:
             refs.append(err)
     return refs, True
@@ -119,15 +125,17 @@ COUNT_TYPES = (*IMAGE_TYPES, "multipart/form-data", "application/json")
 INVOCATION_TYPES = (*IMAGE_TYPES, "application/json")
 
 
-async def count_items(request: Request, max_bytes: int, max_instances: int) -> tuple[list[bytes | ImageRef | ApiError], bool]:
-    """The images a /v1/count request carries or names, and whether it is an `instances` batch."""
+async def count_items(
+    request: Request, max_bytes: int, max_instances: int, kind_of_ref: type[ImageRef] = ImageRef
+) -> tuple[list[bytes | ImageRef | ApiError], bool]:
+    """The images a /v1/count (or /v1/reconcile) request carries or names, and whether it is an `instances` batch."""
     kind = media_type(request)
     if kind in IMAGE_TYPES:
         return [await request.body()], False
     if kind == "multipart/form-data":
         return [await multipart_file(request, max_bytes)], False
     if kind == "application/json":
-        refs, is_batch = json_refs(parse_json(await request.body()), max_instances)
+        refs, is_batch = json_refs(parse_json(await request.body()), max_instances, kind_of_ref)
         return list(refs), is_batch
     raise unsupported(kind, COUNT_TYPES)
 

@@ -8,7 +8,9 @@ What the original system got wrong, done right here:
   resumed run draws the same batches and augmentations as an uninterrupted one);
 - a checkpoint after every epoch, written atomically, that `resume` continues from;
 - a non-finite loss stops the run with a clear error;
-- bf16 autocast on CUDA only, channels_last, DataLoader workers, DDP under torchrun.
+- bf16 autocast on CUDA only, channels_last, DataLoader workers, DDP under torchrun;
+- at the end, the temperature and the decision policy are fitted on the validation split
+  (`evaluate.calibrate`) and stored in the artifact.
 
 The run directory is itself the model artifact (see `model.artifact`), plus
 `checkpoint.pt` (to resume) and `history.json` (per-epoch metrics).
@@ -37,6 +39,7 @@ from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, ModelSpec, save_artifact, utc_now
 from bintally.model.backbones import normalisation
 from bintally.model.heads import CountModel, create_model, validate_classes
+from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
 from bintally.train import distributed
@@ -345,6 +348,9 @@ def train(
         )
         start_epoch = state.next_epoch
         run_epochs(trainer, state, spec, out_dir, on_epoch, on_step if ctx.is_main else None)
+        if ctx.is_main and cfg.val_split:
+            # The best epoch's probabilities and decision policy, fitted on the same validation split.
+            calibrate(CalibrateConfig(model=out_dir, manifest=manifest_url, split=cfg.val_split, device=cfg.device, workers=cfg.workers))
         distributed.barrier(ctx)  # rank 0's files are complete before any rank returns
     return TrainResult(
         out_dir=out_dir,

@@ -1,0 +1,95 @@
+"""`bintally calibrate MODEL MANIFEST`: fit the temperature and the decision policy on validation data.
+
+Both are written into the artifact's model.json, and everything that makes
+probabilities or decisions from it uses them (serve, predict, reconcile,
+evaluate). Training runs this on its validation split when it ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+from torch.utils.data import DataLoader
+
+from bintally.data.dataset import BinDataset
+from bintally.data.manifest import Manifest, read_manifest
+from bintally.evaluate.metrics import expected_calibration_error
+from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
+from bintally.model.calibration import fit_temperature, nll, softmax
+from bintally.model.inference import pick_device, predict_logits
+from bintally.reconcile.fit import RecordErrors, Targets, fit_policy
+from bintally.reconcile.policy import DecisionPolicy
+
+
+class CalibrateConfig(BaseModel):
+    model: str
+    manifest: str
+    split: str = "val"  # never the test split: it is for reporting once
+    targets: Targets = Targets()
+    errors: RecordErrors = RecordErrors()
+    device: str = "auto"
+    batch_size: int = Field(64, ge=1)
+    workers: int = Field(2, ge=0)
+
+
+class CalibrationReport(BaseModel):
+    temperature: float
+    split: str
+    bins: int
+    manifest_digest: str
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+
+
+class Calibration(BaseModel):
+    report: CalibrationReport
+    policy: DecisionPolicy
+
+
+def split_logits(
+    artifact: ModelArtifact, manifest: Manifest, split: str, device: str = "auto", batch_size: int = 64, workers: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """The network's raw logits [N, K] (before the temperature) and recorded counts [N] over one split."""
+    rows = manifest.split(split)
+    if not rows:
+        raise ValueError(f"the manifest has no rows in split {split!r}")
+    target = pick_device(device)
+    loader = DataLoader(BinDataset(rows, artifact.spec.preprocess), batch_size=batch_size, num_workers=workers)
+    return predict_logits(artifact.torch_model(str(target)), loader, target)
+
+
+def class_targets(counts: np.ndarray, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows have a count among the classes, and those rows' class indices."""
+    known = np.isin(counts, classes)
+    return known, np.searchsorted(np.asarray(classes), counts[known])
+
+
+def calibrate(cfg: CalibrateConfig) -> Calibration:
+    if cfg.split == "test":
+        raise ValueError("calibrating on the test split would tune on it; use the validation split (or another held-out one)")
+    artifact = load_artifact(cfg.model)
+    manifest = read_manifest(cfg.manifest)
+    logits, counts = split_logits(artifact, manifest, cfg.split, cfg.device, cfg.batch_size, cfg.workers)
+    known, targets = class_targets(counts, artifact.spec.classes)
+    if not known.any():
+        raise ValueError(f"no {cfg.split!r} row has a count among the model's classes {artifact.spec.classes}")
+    logits, counts = logits[known], counts[known]
+    temperature = fit_temperature(logits, targets)
+    report = CalibrationReport(
+        temperature=temperature,
+        split=cfg.split,
+        bins=len(targets),
+        manifest_digest=manifest.digest(),
+        nll_before=nll(logits, targets),
+        nll_after=nll(logits, targets, temperature),
+        ece_before=expected_calibration_error(softmax(logits), targets),
+        ece_after=expected_calibration_error(softmax(logits, temperature), targets),
+    )
+    policy = fit_policy(
+        softmax(logits, temperature), counts.tolist(), artifact.spec.classes, cfg.targets, cfg.errors, cfg.split, manifest.digest()
+    )
+    update = {"temperature": temperature, "calibration": report.model_dump(), "decision_policy": policy}
+    write_spec(cfg.model, artifact.spec.model_copy(update=update))
+    return Calibration(report=report, policy=policy)

@@ -1,0 +1,168 @@
+"""`bintally reconcile MODEL RECORDS --out DECISIONS.csv`: a decision for every record of a file.
+
+Records come from a manifest (its recorded counts, one split) or a CSV with
+`uri` and `expected_quantity` (optional `id`, `true_quantity`; every other
+column, such as a bin location or an ASIN, is carried through to the output so a
+user can act on a row). The policy is the artifact's fitted one unless explicit
+thresholds are given. Audited counts (`true_quantity`, or `--audited FILE` of
+id, true_quantity from people's recounts) give the realised error among
+accepted records and the precision of flags.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+
+from pydantic import BaseModel, Field, ValidationError
+
+from bintally import storage
+from bintally.data.manifest import read_manifest
+from bintally.model.artifact import load_artifact
+from bintally.model.predictor import Backend, CountScore, load_predictor
+from bintally.predict import csv_text, score_images
+from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
+
+OUT_COLUMNS = ["id", "uri", "expected_quantity", "count", "match_probability", "far_probability", "decision", "error"]
+RECORD_COLUMNS = {"id", "uri", "expected_quantity", "true_quantity"}
+
+
+class Record(BaseModel):
+    id: str
+    uri: str
+    expected_quantity: int = Field(ge=0)
+    true_quantity: int | None = Field(None, ge=0)  # an audited count, where one exists
+    extra: dict[str, str] = {}  # the input's other columns, written back unchanged
+
+
+class DecisionSummary(BaseModel):
+    total: int
+    by_decision: dict[str, int]
+    audited: int = 0  # decided records with an audited count
+    accepted_error: float | None = None  # of audited accepted records, the share whose record was wrong
+    flag_precision: float | None = None  # of audited flagged records, the share whose record was wrong
+
+
+def summarise(results: Sequence[Reconciliation], true_counts: Sequence[int | None] | None = None) -> DecisionSummary:
+    """Decision counts; with audited true counts (None where a record has none), how often each decision was right."""
+    by_decision = Counter(r.decision for r in results)
+    truths = list(true_counts) if true_counts is not None else [None] * len(results)
+    audited = [(r, t) for r, t in zip(results, truths) if t is not None]
+
+    def wrong_share(decision: str) -> float | None:
+        picked = [r.expected_quantity != t for r, t in audited if r.decision == decision]
+        return sum(picked) / len(picked) if picked else None
+
+    return DecisionSummary(
+        total=len(results),
+        by_decision={d: by_decision.get(d, 0) for d in DECISIONS},
+        audited=len(audited),
+        accepted_error=wrong_share("accept"),
+        flag_precision=wrong_share("mismatch"),
+    )
+
+
+class ReconcileConfig(BaseModel):
+    model: str
+    records: str  # a manifest (.parquet: its counts are the records) or a CSV of uri, expected_quantity
+    out: str
+    split: str = "test"  # for a manifest: which split's bins
+    accept_at: float | None = Field(None, gt=0, le=1)  # explicit thresholds override the artifact's policy
+    mismatch_at: float | None = Field(None, ge=0, lt=1)
+    audited: str | None = None  # CSV of id, true_quantity
+    backend: Backend = "onnx"
+    batch_size: int = Field(32, ge=1)
+    endpoint_url: str | None = None
+
+
+def _read_csv(url: str, endpoint_url: str | None, needed: set[str]) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(storage.read_bytes(url, endpoint_url).decode()))
+    missing = needed - set(reader.fieldnames or [])
+    if missing:
+        raise ValueError(f"{url} needs columns {', '.join(sorted(needed))}; missing {', '.join(sorted(missing))}")
+    return list(enumerate(reader, start=2))
+
+
+def _invalid(url: str, line: int, exc: ValidationError) -> ValueError:
+    error = exc.errors()[0]
+    return ValueError(f"{url} line {line}: {'.'.join(map(str, error['loc']))}: {error['msg']}")
+
+
+def read_records(url: str, split: str = "test", endpoint_url: str | None = None) -> list[Record]:
+    """Records from a manifest (its recorded counts) or a CSV with `uri` and `expected_quantity` columns."""
+    if url.endswith(".parquet"):
+        return [Record(id=r.id, uri=r.uri, expected_quantity=r.count) for r in read_manifest(url, endpoint_url).split(split)]
+    records = []
+    for line, row in _read_csv(url, endpoint_url, {"uri", "expected_quantity"}):
+        try:
+            records.append(
+                Record.model_validate(
+                    {
+                        "id": row.get("id") or PurePosixPath(row["uri"]).stem,
+                        "uri": row["uri"],
+                        "expected_quantity": row["expected_quantity"],
+                        "true_quantity": row.get("true_quantity") or None,
+                        "extra": {k: v for k, v in row.items() if k not in RECORD_COLUMNS and k is not None},
+                    }
+                )
+            )
+        except ValidationError as exc:
+            raise _invalid(url, line, exc) from exc
+    return records
+
+
+def read_audits(url: str, endpoint_url: str | None = None) -> dict[str, int]:
+    """People's recounts: a CSV of id, true_quantity."""
+    audits = {}
+    for line, row in _read_csv(url, endpoint_url, {"id", "true_quantity"}):
+        try:
+            audits[row["id"]] = Record.model_validate(
+                {"id": row["id"], "uri": "", "expected_quantity": 0, "true_quantity": row["true_quantity"]}
+            ).true_quantity
+        except ValidationError as exc:
+            raise _invalid(url, line, exc) from exc
+    return {k: v for k, v in audits.items() if v is not None}
+
+
+class ReconcileReport(BaseModel):
+    out: str
+    policy: DecisionPolicy
+    summary: DecisionSummary
+    failed: int
+
+
+def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
+    """Score every record's photo, decide, and write one CSV row per record (with an error where unreadable)."""
+    records = read_records(cfg.records, cfg.split, cfg.endpoint_url)
+    audits = read_audits(cfg.audited, cfg.endpoint_url) if cfg.audited else {}
+    policy = (load_artifact(cfg.model).spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
+    predictor = load_predictor(cfg.model, cfg.backend)
+    scores: dict[str, CountScore | str] = {}
+    for batch in score_images(predictor, sorted({r.uri for r in records}), cfg.batch_size, endpoint_url=cfg.endpoint_url):
+        scores.update(batch)
+    extra_columns = list(dict.fromkeys(k for r in records for k in r.extra))
+    rows, decided, truths = [], [], []
+    for record in records:
+        row = {"id": record.id, "uri": record.uri, "expected_quantity": record.expected_quantity, **record.extra}
+        outcome = scores[record.uri]
+        if isinstance(outcome, str):
+            rows.append(row | {"error": outcome})
+            continue
+        result = reconcile(outcome.probabilities, record.expected_quantity, policy)
+        decided.append(result)
+        truths.append(audits.get(record.id, record.true_quantity))
+        rows.append(
+            row
+            | {
+                "count": result.count,
+                "match_probability": f"{result.match_probability:.6f}",
+                "far_probability": f"{result.far_probability:.6f}",
+                "decision": result.decision,
+                "error": "",
+            }
+        )
+    storage.write_bytes(cfg.out, csv_text(OUT_COLUMNS + extra_columns, rows).encode(), cfg.endpoint_url)
+    return ReconcileReport(out=cfg.out, policy=policy, summary=summarise(decided, truths), failed=len(records) - len(decided))

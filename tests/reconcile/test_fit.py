@@ -1,0 +1,72 @@
+"""Simulated records and policy fitting, on synthetic probabilities where the right answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bintally.reconcile.fit import RecordErrors, Targets, fit_policy, outcome, simulate
+from bintally.reconcile.policy import DecisionPolicy
+
+CLASSES = [1, 2, 3, 4, 5]
+
+
+def confident(true_counts: list[int], p_true: float) -> np.ndarray:
+    """Every bin gives its true count `p_true` and spreads the rest evenly."""
+    probs = np.full((len(true_counts), 5), (1 - p_true) / 4)
+    probs[np.arange(len(true_counts)), np.asarray(true_counts) - 1] = p_true
+    return probs
+
+
+def test_simulated_records_are_weighted_as_the_error_model_says():
+    """One bin of true count 3, 20% wrong records of sizes 1/2/3 at 60/30/10%: 3 +- 3 leaves 1-5, so its share
+    goes to sizes 1 and 2 (2/3 and 1/3 of the wrong records), each split between the two directions."""
+    records = simulate(confident([3], 0.6), [3], CLASSES, RecordErrors())
+    by_error = {d: records.weight[records.error == d].sum() for d in (0, 1, 2, 3)}
+    assert by_error == pytest.approx({0: 0.8, 1: 0.2 * 2 / 3, 2: 0.2 / 3, 3: 0.0})
+    assert sorted(records.match.tolist()) == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.6])
+    assert records.far[records.error == 2] == pytest.approx([0.1 + 0.1 + 0.6] * 2)  # recorded 1 or 5: 3 is far
+
+
+def test_fitting_finds_the_thresholds_that_separate_a_clean_model():
+    """A model that gives the true count 0.9 and every other count 0.025: correct records have match 0.9, wrong
+    ones 0.025. Must hold: every correct record accepted, no wrong one; every wrong record flagged, no correct one."""
+    truths = [c for c in CLASSES for _ in range(20)]
+    policy = fit_policy(confident(truths, 0.9), truths, CLASSES, Targets(), RecordErrors())
+    assert policy.accept_at == pytest.approx(0.9) and policy.flag_statistic == "match" and policy.flag_at == pytest.approx(0.025)
+    result = outcome(simulate(confident(truths, 0.9), truths, CLASSES, RecordErrors()), policy)
+    assert result.accepted == pytest.approx(0.8) and result.accepted_error == 0.0
+    assert result.false_flags == 0.0 and result.recall == {"1": 1.0, "2": 1.0, "3": 1.0, "2+": 1.0} and result.review == 0.0
+
+
+def test_a_model_that_cannot_meet_the_accept_target_never_accepts_and_says_so():
+    """A model that knows nothing (uniform probabilities) cannot keep accepted records 95% right when a fifth are
+    wrong: the fitted policy never accepts, and its report says why."""
+    truths = [c for c in CLASSES for _ in range(20)]
+    policy = fit_policy(np.full((100, 5), 0.2), truths, CLASSES, Targets(), RecordErrors())
+    assert policy.accept_at is None and any("never accepts" in n for n in policy.fitted["notes"])
+    assert policy.fitted["outcome"]["accepted"] == 0.0
+
+
+def test_the_lowest_threshold_that_meets_the_error_target_wins_even_past_a_worse_one():
+    """Half the bins are sure (0.9 on the truth); half are confused: 0.5 on the count above the truth (below, for
+    5), 0.2 on the truth, 0.1 elsewhere. With a 6% target: accepting at 0.5 takes in the confused bins' wrong
+    records (9.6% wrong); at 0.2 their correct records join and dilute them (5.1%); at 0.1 everything floods in
+    (11%). Must hold: the fit picks 0.2, the lowest threshold within target, not 0.9, the first one."""
+    truths = [c for c in CLASSES for _ in range(40)]
+    confused = np.full((len(truths), 5), 0.1)
+    for i, t in enumerate(truths):
+        confused[i, t - 1] = 0.2
+        confused[i, t if t < 5 else t - 2] = 0.5
+    probs, errors = np.vstack([confident(truths, 0.9), confused]), RecordErrors()
+    policy = fit_policy(probs, truths + truths, CLASSES, Targets(max_accepted_error=0.06), errors)
+    records = simulate(probs, truths + truths, CLASSES, errors)
+    assert policy.accept_at == pytest.approx(0.2) and outcome(records, policy).accepted_error <= 0.06
+    for worse in (0.5, 0.1):
+        assert outcome(records, DecisionPolicy(accept_at=worse, flag_at=None)).accepted_error > 0.06
+
+
+def test_error_sizes_must_make_sense():
+    with pytest.raises(ValueError, match="counts >= 1"):
+        RecordErrors(sizes={0: 1.0})
+    assert RecordErrors(sizes={1: 3, 2: 1}).sizes == {1: 0.75, 2: 0.25}
