@@ -32,12 +32,16 @@ def evaluated(small_manifest, tmp_path_factory):
 
 
 def test_report_files(evaluated):
-    """The report has metrics.json, Markdown linking the four PNGs, and HTML with the same PNGs embedded."""
+    """The report has metrics.json (with ECE before and after the temperature training fitted), Markdown linking
+    the five PNGs, and HTML with the same PNGs embedded."""
     _, report = evaluated
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["same_manifest_as_training"]
     assert set(metrics) >= {"accuracy", "per_count", "within_one", "mae", "rmse", "macro_f1", "confusion", "coverage"}
-    plots = ["per_count", "confusion", "coverage", "training"]
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] == load_artifact(str(evaluated[0])).spec.temperature != 1.0
+    assert 0 <= calibration["ece_after"] <= 1 and calibration["reliability_after"]["confidence"]
+    plots = ["per_count", "confusion", "coverage", "reliability", "training"]
     for name in plots:
         assert (report / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
     markdown, page = (report / "report.md").read_text(), (report / "report.html").read_text()
@@ -52,6 +56,40 @@ def test_test_metrics_are_recorded_in_the_artifact(evaluated, small_manifest, tm
     assert load_artifact(str(run)).spec.metrics == json.loads((report / "metrics.json").read_text())
     invoke("evaluate", str(run), str(small_manifest), "--split", "val", "--out", str(tmp_path / "val"), "--workers", "0")
     assert load_artifact(str(run)).spec.metrics["split"] == "test"
+
+
+def test_another_manifests_test_split_leaves_the_artifact_alone(evaluated, abid_root, tmp_path):
+    """Tried: evaluate the model on the test split of a different manifest (other bins of the sample). Must hold:
+    the report is written, the artifact keeps the metrics of its own test split, and the CLI says why."""
+    from bintally.data.abid import AbidRoot
+    from bintally.data.manifest import build_manifest, write_manifest
+    from bintally.data.subset import Subset
+
+    other = tmp_path / "other.parquet"
+    write_manifest(build_manifest(AbidRoot(str(abid_root)), Subset(counts=(1, 5), per_count=6), seed=7), str(other))
+    run, _ = evaluated
+    before = load_artifact(str(run)).spec.metrics
+    result = invoke("evaluate", str(run), str(other), "--split", "test", "--out", str(tmp_path / "other"), "--workers", "0")
+    assert json.loads((tmp_path / "other" / "metrics.json").read_text())["same_manifest_as_training"] is False
+    assert load_artifact(str(run)).spec.metrics == before
+    assert "differs from the one the model was trained on" in " ".join(result.output.split())
+
+
+def test_training_fitted_the_temperature_and_policy_and_calibrate_refits_them(evaluated, small_manifest):
+    """Training ends by fitting the temperature and decision policy on its validation split; `bintally calibrate`
+    fits them again (here with other targets) and refuses the test split."""
+    run, _ = evaluated
+    spec = load_artifact(str(run)).spec
+    assert spec.calibration["split"] == "val" and spec.decision_policy is not None
+    assert spec.decision_policy.fitted["targets"] == {"max_accepted_error": 0.05, "max_false_flags": 0.05}
+    result = invoke("calibrate", str(run), str(small_manifest), "--max-accepted-error", "0.2", "--error-rate", "0.3")
+    refit = load_artifact(str(run)).spec
+    assert refit.decision_policy.fitted["targets"]["max_accepted_error"] == 0.2
+    assert refit.decision_policy.fitted["errors"]["rate"] == 0.3
+    assert refit.temperature == pytest.approx(spec.temperature)  # same data, same model: the same fit
+    assert "temperature" in result.output and "policy:" in result.output
+    refused = CliRunner().invoke(app, ["calibrate", str(run), str(small_manifest), "--split", "test"])
+    assert refused.exit_code == 1 and "test split" in refused.output
 
 
 def test_export_writes_checked_onnx_into_the_artifact(evaluated):
