@@ -35,11 +35,11 @@ from bintally import storage
 from bintally.data.dataset import BinDataset, sample_rows, with_counts
 from bintally.data.images import Enhance
 from bintally.data.manifest import Manifest, ManifestRow, read_manifest
+from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, ModelSpec, save_artifact, utc_now
 from bintally.model.backbones import normalisation
 from bintally.model.heads import CountModel, create_model, validate_classes
-from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
 from bintally.train import distributed
