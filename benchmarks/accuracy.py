@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
-
-import torch
 
 from bintally.data.abid import AbidRoot
 from bintally.data.manifest import build_manifest, write_manifest
 from bintally.data.subset import Subset
 from bintally.evaluate.report import evaluate
+from bintally.hardware import hardware
 from bintally.train.config import TrainConfig
 from bintally.train.loop import train
 
+RESULTS = Path(__file__).resolve().parent / "results"
 ABID = Path(__file__).resolve().parents[2] / "shared" / "abid"
 PRESETS = {
     "cpu-small": {"image_size": 128, "epochs": 5, "limit_train": 600, "limit_val": 200, "batch_size": 32, "workers": 2, "device": "cpu"},
@@ -51,12 +50,6 @@ def manifest_for(data: Path, out: Path) -> str:
     if not path.exists():
         write_manifest(build_manifest(AbidRoot(str(data)), Subset(counts=COUNTS), seed=0), str(path))
     return str(path)
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU"
 
 
 def run_recipe(name: str, manifest: str, out: Path, preset: dict) -> dict:
@@ -94,7 +87,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--data", type=Path, default=ABID, help="ABID-layout root")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/accuracy"), help="manifest, runs and reports")
-    parser.add_argument("--json", type=Path, default=None, help="default: OUT/accuracy-SETTING.json")
+    parser.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/accuracy-SETTING.json")
     parser.add_argument("--image-size", type=int, default=None, help="override the preset's")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
@@ -109,10 +102,22 @@ def main() -> None:
     started = time.monotonic()
     rows = [run_recipe(name, manifest, out, preset) for name in args.recipes]
     summary = table(rows)
-    print(f"{setting} on {hardware()}, test split of {rows[0]['test']['n']:,} bins, {(time.monotonic() - started) / 60:.1f} min in all")
+    machine, minutes = hardware(), (time.monotonic() - started) / 60
+    print(f"{setting} on {machine.describe()}, test split of {rows[0]['test']['n']:,} bins, {minutes:.1f} min in all")
     print(summary)
-    path = args.json or out / f"accuracy-{setting}.json"
-    path.write_text(json.dumps({"setting": setting, "preset": preset, "hardware": hardware(), "table": summary, "rows": rows}, indent=2))
+    path = args.json or RESULTS / f"accuracy-{setting}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "setting": setting,
+        "preset": preset,
+        "data": {"root": str(args.data), "manifest": manifest, "counts": COUNTS, "split": "80/10/10, seed 0"},
+        "hardware": machine.model_dump() | {"described": machine.describe()},
+        "minutes": minutes,
+        "command": " ".join(["python", "benchmarks/accuracy.py", *sys.argv[1:]]),
+        "table": summary,
+        "rows": rows,
+    }
+    path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
 
 

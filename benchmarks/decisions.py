@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from matplotlib.figure import Figure
 
 from bintally.data.manifest import read_manifest
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate, class_targets, split_logits
+from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
 from bintally.reconcile.fit import FLAG_STATISTICS, Outcome, RecordErrors, Targets, accept_curve, flag_curve, outcome, simulate
@@ -110,7 +109,7 @@ def main() -> None:
     out = args.out or RESULTS / f"decisions-{spec.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(records, rows["fitted on validation"], out.with_suffix(".png"))
-    hardware = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()})"
+    machine = hardware().describe()
     summary = table(rows, args.minutes_per_recount)
     ceiling = best_possible(records, targets)
     print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
@@ -130,7 +129,7 @@ def main() -> None:
         "outcomes": {k: v.model_dump() for k, v in rows.items()},
         "ceiling_on_this_split": ceiling,
         "table": summary,
-        "hardware": hardware,
+        "hardware": machine,
         "seconds": time.monotonic() - started,
         "command": " ".join(["python", "benchmarks/decisions.py", *sys.argv[1:]]),
     }

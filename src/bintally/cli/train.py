@@ -25,7 +25,7 @@ from bintally.evaluate.report import evaluate
 from bintally.model.artifact import load_artifact
 from bintally.model.export import export_onnx
 from bintally.model.heads import Head
-from bintally.train.config import Augment, Device, Monitor, Strategy, TrainConfig
+from bintally.train.config import Augment, Device, Monitor, Precision, Strategy, TrainConfig
 from bintally.train.loop import StepUpdate, train
 
 DEFAULT = TrainConfig()  # the CLI's defaults are the library's
@@ -106,7 +106,7 @@ def train_cmd(
     patience: int = DEFAULT.patience,
     seed: int = DEFAULT.seed,
     device: Annotated[Device, typer.Option(help="auto | cpu | cuda")] = DEFAULT.device,
-    amp: Annotated[bool, typer.Option(help="bf16 autocast (CUDA only)")] = DEFAULT.amp,
+    precision: Annotated[Precision, typer.Option(help="auto (bf16 on CUDA and CPUs with native bf16) | fp32 | bf16")] = DEFAULT.precision,
     channels_last: bool = DEFAULT.channels_last,
     workers: int = DEFAULT.workers,
     limit_train: int | None = None,
@@ -126,7 +126,7 @@ def train_cmd(
             label_smoothing=label_smoothing, image_size=image_size, enhance=enhance,
             classes=[int(c) for c in classes.split(",")] if classes else None,
             train_splits=train_splits.split(","), val_split=None if val_split == "none" else val_split,
-            monitor=monitor, patience=patience, seed=seed, device=device, amp=amp, channels_last=channels_last,
+            monitor=monitor, patience=patience, seed=seed, device=device, precision=precision, channels_last=channels_last,
             workers=workers, limit_train=limit_train, limit_val=limit_val, name=name,
         )  # fmt: skip
         cfg = TrainConfig(**with_config_file(ctx, config, fields))

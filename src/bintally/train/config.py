@@ -13,11 +13,12 @@ from bintally.model.heads import Head
 Strategy = Literal["head", "full", "staged"]
 Augment = Literal["count_safe", "original", "none"]
 Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "bf16"]
 Monitor = Literal["accuracy", "within_one", "macro_f1", "mae", "rmse", "loss"]
 LOWER_IS_BETTER = {"mae", "rmse", "loss"}
 
 # Changing these on --resume would make the continued run a different experiment.
-RESUME_MAY_CHANGE = {"epochs", "patience", "device", "workers"}
+RESUME_MAY_CHANGE = {"epochs", "patience", "device", "workers", "precision"}
 
 
 class TrainConfig(BaseModel):
@@ -44,7 +45,7 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1)  # epochs without a better validation score before stopping
     seed: int = 0
     device: Device = "auto"
-    amp: bool = True  # bf16 autocast, on CUDA only (it is 5-20x slower on CPUs without bf16)
+    precision: Precision = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32
     channels_last: bool = True
     workers: int = Field(2, ge=0)
     limit_train: int | None = Field(None, ge=1)  # a seeded sample of the training rows

@@ -37,6 +37,7 @@ from bintally.data.images import Enhance
 from bintally.data.manifest import Manifest, ManifestRow, read_manifest
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
+from bintally.hardware import bf16_is_native
 from bintally.model.artifact import HISTORY_FILE, ModelSpec, save_artifact, utc_now
 from bintally.model.backbones import normalisation
 from bintally.model.heads import CountModel, create_model, validate_classes
@@ -131,6 +132,13 @@ def read_checkpoint(out_dir: str, cfg: TrainConfig, resume: bool) -> dict | None
     return checkpoint
 
 
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast where it is fast: on CUDA, and on CPUs that compute bf16 natively (see benchmarks/train_speed.py)."""
+    if precision == "auto":
+        return device.type == "cuda" or bf16_is_native()
+    return precision == "bf16"
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """Every epoch's draws (batch order, augmentation) come from this seed alone: resuming repeats them."""
     return seed * 100_003 + epoch
@@ -151,7 +159,7 @@ class Trainer:
         self.model.to(ctx.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.class_values = self.model.class_values
         self.loss_fn = make_loss(cfg, self.class_values)
-        self.amp = cfg.amp and ctx.device.type == "cuda"
+        self.amp = uses_bf16(cfg.precision, ctx.device)
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": self.model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},

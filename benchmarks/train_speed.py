@@ -1,0 +1,88 @@
+"""Training speed on this machine: Lite0 images/s for fp32 and bf16 autocast, with and without channels_last.
+
+    python benchmarks/train_speed.py                       # 224 px, batch 32, median of 5 timings of 5 steps each
+    python benchmarks/train_speed.py --image-size 128 --steps 10
+
+Times full training steps (forward, loss, backward, AdamW) of the packaged EfficientNet-Lite0 with an ordinal
+head, on random input: the model's compute alone, without JPEG decoding. Prints one table naming the CPU and
+its relevant instruction sets, says which precision `--precision auto` picks here, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from bintally.hardware import hardware
+from bintally.model.heads import create_model
+from bintally.train.loop import uses_bf16
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def images_per_second(bf16: bool, channels_last: bool, size: int, batch: int, steps: int, repeats: int) -> float:
+    torch.manual_seed(0)
+    model = create_model("tf_efficientnet_lite0", "ordinal", [1, 2, 3, 4, 5], weights="packaged").train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)  # type: ignore[call-overload]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=memory_format)
+    target = torch.randint(0, 5, (batch,))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float()
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: allocations, oneDNN primitive creation
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * batch / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/train-speed-<size>px.json")
+    args = parser.parse_args()
+
+    machine = hardware()
+    rows = []
+    for bf16 in (False, True):
+        for channels_last in (False, True):
+            rate = images_per_second(bf16, channels_last, args.image_size, args.batch_size, args.steps, args.repeats)
+            rows.append({"precision": "bf16" if bf16 else "fp32", "channels_last": channels_last, "images_per_s": rate})
+    fastest = max(rows, key=lambda r: r["images_per_s"])
+    auto = "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
+    print(f"Lite0 training at {args.image_size} px, batch {args.batch_size}, on {machine.describe()} (torch {torch.__version__})")
+    print("| precision | channels_last | images/s | vs fp32 |")
+    print("| --- | --- | ---: | ---: |")
+    base = rows[0]["images_per_s"]
+    for r in rows:
+        print(f"| {r['precision']} | {'yes' if r['channels_last'] else 'no'} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x |")
+    print(f"fastest: {fastest['precision']}, channels_last {fastest['channels_last']}; `--precision auto` picks {auto} here")
+    out = args.json or RESULTS / f"train-speed-{args.image_size}px.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({"hardware": machine.model_dump(), "settings": vars(args) | {"json": str(out)}, "rows": rows, "auto": auto}, indent=2)
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""What machine this is: the CPU's model and the instruction sets that decide speed, and any CUDA device.
+
+CPUs differ between machines of the same kind (an AMD EPYC with AVX2 only; an Intel
+Xeon with AVX-512, VNNI and AMX), so every benchmark names the hardware it ran on,
+and training picks its precision from what the CPU has (`bf16_is_native`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel
+
+# The flags (as /proc/cpuinfo names them) that change how fast bintally's models run.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+class Hardware(BaseModel):
+    cpu: str
+    cores: int
+    flags: list[str]  # the SPEED_FLAGS this CPU has
+    gpu: str | None = None
+
+    def describe(self) -> str:
+        isa = ", ".join(f.upper() for f in self.flags) or "no AVX2"
+        cpu = f"{self.cpu}, {self.cores} cores ({isa})"
+        return f"{self.gpu} + {cpu}" if self.gpu else f"{cpu}, no GPU"
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return {}
+    first = path.read_text().split("\n\n", 1)[0]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines())}
+
+
+@cache
+def hardware() -> Hardware:
+    import torch
+
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return Hardware(
+        cpu=info.get("model name") or platform.processor() or platform.machine(),
+        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+        flags=[f for f in SPEED_FLAGS if f in flags],
+        gpu=gpu,
+    )
+
+
+def bf16_is_native() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX or AVX-512 BF16); elsewhere bf16 autocast is 5-20x slower."""
+    return bool({"amx_bf16", "avx512_bf16"} & set(hardware().flags))
