@@ -76,3 +76,51 @@ def photos_in_s3(s3_endpoint, abid_root):
     s3.create_bucket(Bucket="scoring")
     for bin_id in PHOTO_IDS:
         s3.put_object(Bucket="scoring", Key=f"day1/{bin_id}.jpg", Body=(abid_root / "bin-images" / f"{bin_id}.jpg").read_bytes())
+
+
+def test_a_torn_last_row_is_scored_again_not_kept(small_artifact, photo_folder, tmp_path):
+    """Tried: score a folder, then cut the CSV in the middle of its last row (what a kill during a write leaves).
+    Must hold: the rerun treats that photo as not scored, rewrites the file without the torn row, scores it again,
+    and every photo ends with exactly one complete row."""
+    out = tmp_path / "predictions.csv"
+    cfg = PredictConfig(model=small_artifact, inputs=[str(photo_folder)], out=str(out), backend="torch")
+    predict(cfg)
+    text = out.read_text()
+    last_row_start = text.rstrip("\n").rfind("\n") + 1
+    out.write_text(text[: last_row_start + (len(text) - last_row_start) // 2])  # half of the last line
+    torn_id = text[last_row_start:].split(",", 1)[0]
+    summary = predict(cfg)
+    assert summary.skipped == 3 and summary.scored + summary.failed == 2  # the torn photo and the broken one
+    rows = read_rows(out)
+    assert len(rows) == 5 and len(out.read_text().splitlines()) == 6
+    assert torn_id in rows and all(rows[k]["error"] == "" and rows[k]["p_5"] for k in PHOTO_IDS)
+
+
+def test_sigkill_during_scoring_then_resume_leaves_one_complete_row_per_photo(small_artifact, abid_root, tmp_path):
+    """Tried: `bintally predict` over 80 real photos, batch size 2, killed with SIGKILL once rows appear. Must hold:
+    the rerun scores only what is missing (or torn), and every photo has exactly one complete row."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    photos = sorted((abid_root / "bin-images").glob("*.jpg"))[:80]
+    for p in photos:
+        (folder / p.name).symlink_to(p)
+    out = tmp_path / "killed.csv"
+    cmd = [sys.executable, "-m", "bintally", "predict", small_artifact, str(folder), "--out", str(out), "--batch-size", "2"]
+    proc = subprocess.Popen([*cmd, "--backend", "torch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    scored_before = out.read_text().count("\n") - 1
+    assert 0 < scored_before < 80, "the kill should land mid-run"
+    summary = predict(PredictConfig(model=small_artifact, inputs=[str(folder)], out=str(out), backend="torch"))
+    assert summary.found == 80 and summary.skipped + summary.scored == 80 and summary.failed == 0
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert sorted(r["id"] for r in rows) == sorted(p.stem for p in photos)
+    assert all(r["error"] == "" and r[f"p_{c}"] for r in rows for c in CLASSES)

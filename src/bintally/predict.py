@@ -75,8 +75,22 @@ def columns(classes: list[int]) -> list[str]:
     return ["id", "uri", "count", "confidence", *(f"p_{c}" for c in classes), "error"]
 
 
+def is_scored(row: dict, header: list[str]) -> bool:
+    """A complete, well-formed row of a scored photo: every column, no error, numbers where numbers go.
+    A row cut short by a kill during a write fails this (csv fills its missing fields with None)."""
+    if None in row or any(row.get(k) is None for k in header) or row["error"] or not row["uri"]:
+        return False
+    try:
+        int(row["count"])
+        [float(row[k]) for k in header if k == "confidence" or k.startswith("p_")]
+    except ValueError:
+        return False
+    return True
+
+
 def resume(out: str, header: list[str]) -> set[str]:
-    """The URIs an earlier run scored. Its failed rows are removed from the file, to be tried again."""
+    """The URIs an earlier run scored. Rows that failed, or are torn or malformed, are removed from the file,
+    to be tried again."""
     if not os.path.exists(out):
         return set()
     with open(out, newline="") as fh:
@@ -84,7 +98,7 @@ def resume(out: str, header: list[str]) -> set[str]:
         if reader.fieldnames != header:
             raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
         rows = list(reader)
-    done = [row for row in rows if not row["error"]]
+    done = [row for row in rows if is_scored(row, header)]
     if len(done) < len(rows):
         storage.write_bytes(out, csv_text(header, done).encode())
     return {row["uri"] for row in done}
