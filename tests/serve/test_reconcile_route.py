@@ -85,3 +85,14 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(client, phot
     error = answer["predictions"][0]["error"] if status == 200 else answer["error"]
     assert error["code"] in ("invalid_request", "bad_image") and error["message"]
     assert client.post("/v1/reconcile?expected_quantity=2", content=photos["00585"], headers=JPEG).status_code == 200
+
+
+def test_explicit_thresholds_override_the_artifacts_policy(start_server, photos):
+    """A server started with accept_at 0.01 and mismatch_at 0.001 (what `bintally serve --accept-at 0.01
+    --mismatch-at 0.001` configures): every recorded count 1-5 is accepted (a fresh head gives each about 0.2)."""
+    server = start_server(accept_at=0.01, mismatch_at=0.001)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        decisions = {
+            c.post(f"/v1/reconcile?expected_quantity={e}", content=photos["00594"], headers=JPEG).json()["decision"] for e in range(1, 6)
+        }
+    assert decisions == {"accept"}

@@ -47,6 +47,12 @@ def serve_cmd(
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = SERVE["max_body_bytes"].default,
     max_pixels: MaxPixelsOpt = SERVE["max_pixels"].default,
     max_connections: Annotated[int, typer.Option(help="concurrent connections at most")] = 512,
+    accept_at: Annotated[
+        float | None, typer.Option(help="/v1/reconcile: accept at P(count = expected) >= this [default: the artifact's policy]")
+    ] = None,
+    mismatch_at: Annotated[
+        float | None, typer.Option(help="/v1/reconcile: flag at P(count = expected) <= this [default: the artifact's policy]")
+    ] = None,
     endpoint_url: EndpointOpt = None,
 ) -> None:
     """Serve a model over HTTP: /v1/count, SageMaker's /invocations and /ping, /metrics, /docs, and a page at /."""
@@ -62,6 +68,8 @@ def serve_cmd(
         batching=batching,
         max_body_bytes=max_body_bytes,
         max_pixels=max_pixels,
+        accept_at=accept_at,
+        mismatch_at=mismatch_at,
     )
     console.print(f"serving {model} on http://{host}:{port}/ ({backend}); open it in a browser to count a photo")
     with reported_errors():
