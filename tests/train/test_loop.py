@@ -21,8 +21,8 @@ def scripted_validation(monkeypatch, accuracies: list[float]) -> list[dict]:
     """Replace validation with scripted accuracies; returns a snapshot of the weights at each validation."""
     snapshots: list[dict] = []
 
-    def validate(self: Trainer) -> dict[str, float]:
-        snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+    def validate(self: Trainer, model: torch.nn.Module) -> dict[str, float]:
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         acc = accuracies[len(snapshots) - 1]
         return {"accuracy": acc, "within_one": acc, "mae": 1 - acc, "rmse": 1 - acc, "macro_f1": acc, "loss": 1 - acc}
 
@@ -40,6 +40,39 @@ def test_best_checkpoint_is_a_copy_of_the_best_epoch(small_manifest, tiny, tmp_p
     assert saved.keys() == snapshots[0].keys()
     assert all(torch.equal(saved[k], snapshots[0][k]) for k in saved)
     assert not all(torch.equal(saved[k], snapshots[-1][k]) for k in saved)
+
+
+def test_ema_weights_are_validated_kept_and_compared_with_the_raw_ones(small_manifest, tiny, tmp_path, monkeypatch):
+    """With --ema-decay each epoch validates the EMA, then the raw weights. The EMA is best at epoch 1 (0.6 > 0.2)
+    though the raw weights score 0.9 at epoch 2: the artifact holds epoch 1's EMA, and history keeps both scores."""
+    snapshots = scripted_validation(monkeypatch, [0.6, 0.1, 0.2, 0.9])
+    out = str(tmp_path / "run")
+    result = train(str(small_manifest), out, tiny(epochs=2, strategy="head", ema_decay=0.9, limit_train=48))
+    assert result.best_epoch == 0
+    assert [(h["val"]["accuracy"], h["val_raw"]["accuracy"]) for h in result.history] == [(0.6, 0.1), (0.2, 0.9)]
+    ema, raw = snapshots[0], snapshots[1]
+    assert not all(torch.equal(ema[k], raw[k]) for k in ema), "the average must differ from the raw weights"
+    saved = load_artifact(out).state_dict()
+    assert all(torch.equal(saved[k], ema[k]) for k in saved)
+
+
+def test_a_stopped_ema_run_resumes_to_the_same_weights(small_manifest, tiny, tmp_path):
+    """Stopped after epoch 1 (on_epoch raises), then resumed: the EMA and the kept weights equal an uninterrupted run's."""
+    cfg = tiny(epochs=2, strategy="head", ema_decay=0.9, limit_train=32)
+
+    def stop(epoch: int, val: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(str(small_manifest), str(tmp_path / "stopped"), cfg, on_epoch=stop)
+    resumed = train(str(small_manifest), str(tmp_path / "stopped"), cfg, resume=True)
+    reference = train(str(small_manifest), str(tmp_path / "reference"), cfg)
+    timeless = [[{k: v for k, v in h.items() if k != "seconds"} for h in run.history] for run in (resumed, reference)]
+    assert resumed.start_epoch == 1 and timeless[0] == timeless[1]
+    for name in ("model", "ema"):
+        ours = torch.load(tmp_path / "stopped" / CHECKPOINT_FILE, weights_only=True)[name]
+        theirs = torch.load(tmp_path / "reference" / CHECKPOINT_FILE, weights_only=True)[name]
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
 
 
 def test_early_stopping_and_on_epoch(small_manifest, tiny, tmp_path, monkeypatch):

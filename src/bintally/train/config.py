@@ -36,6 +36,9 @@ class TrainConfig(BaseModel):
     augment_strength: float = Field(1.0, ge=0, le=2)
     ordinal_sigma: float = Field(0.7, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # An exponential moving average of the weights is what gets validated, kept and shipped (None: the raw weights).
+    # The average warms up (timm's ModelEmaV3, power 3/4), so early epochs are not dominated by the random head.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     image_size: int = Field(224, ge=32, le=1024)
     enhance: bool = False  # UnsharpMask before everything, as the original system did
     classes: list[int] | None = None  # None: the sorted distinct counts of the training rows

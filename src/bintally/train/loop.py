@@ -8,7 +8,9 @@ What the original system got wrong, done right here:
   resumed run draws the same batches and augmentations as an uninterrupted one);
 - a checkpoint after every epoch, written atomically, that `resume` continues from;
 - a non-finite loss stops the run with a clear error;
-- bf16 autocast on CUDA only, channels_last, DataLoader workers, DDP under torchrun;
+- bf16 autocast where it is fast, channels_last, DataLoader workers, DDP under torchrun;
+- optionally an EMA of the weights, which is then what is validated and kept (the raw
+  weights' validation metrics are recorded beside it, so the two can be compared);
 - at the end, the temperature and the decision policy are fitted on the validation split
   (`evaluate.calibrate`) and stored in the artifact.
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
+from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -169,11 +172,19 @@ class Trainer:
         )
         self.steps_per_epoch = len(self.train_loader(0))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs * self.steps_per_epoch)
+        self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay, use_warmup=True, warmup_power=3 / 4) if cfg.ema_decay else None
+
+    @property
+    def kept_model(self) -> torch.nn.Module:
+        """The weights that are validated, selected and saved: the EMA's if there is one."""
+        return self.ema.module if self.ema else self.model
 
     def restore(self, checkpoint: dict) -> None:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.ema:
+            self.ema.module.load_state_dict(checkpoint["ema"])
 
     def checkpoint(self, state: RunState) -> dict:
         return {
@@ -182,7 +193,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "state": state.model_dump(mode="json"),
-        }
+        } | ({"ema": self.ema.module.state_dict()} if self.ema else {})
 
     def _loader(self, rows: list[ManifestRow], transform: Augmentation | None, epoch: int, shuffle: bool) -> DataLoader:
         dataset = BinDataset(rows, self.pp, transform)
@@ -233,6 +244,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema:
+                self.ema.update(self.model, step=epoch * self.steps_per_epoch + step)
             loss_sum += loss.item() * len(x)
             correct += (logits.argmax(1) == target).sum().item()
             seen += len(x)
@@ -254,10 +267,10 @@ class Trainer:
         """Recorded counts -> class indices (every training and validation row has a count among the classes)."""
         return torch.searchsorted(self.class_values, counts.to(self.ctx.device, torch.float32))
 
-    def validate(self) -> dict[str, float]:
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
         """Scalar metrics and loss over the whole validation split: each rank predicts its share, every rank gets all."""
         shard = self.data.val_rows[self.ctx.rank :: self.ctx.world_size]
-        logits, counts = predict_logits(self.model, self._loader(shard, None, 0, shuffle=False), self.ctx.device, self.amp)
+        logits, counts = predict_logits(model, self._loader(shard, None, 0, shuffle=False), self.ctx.device, self.amp)
         parts = [p for p in distributed.gather(self.ctx, (logits, counts)) if len(p[1])]
         logits, counts = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         metrics = scalars(metrics_from_logits(logits, counts, self.data.classes))
@@ -280,7 +293,7 @@ def update_best(state: RunState, cfg: TrainConfig, epoch: int, val: dict[str, fl
 def write_run_files(trainer: Trainer, state: RunState, spec: ModelSpec, out_dir: str, improved: bool) -> None:
     """The best weights as the artifact (a copy, on disk), the history, then the checkpoint to resume from."""
     if improved:
-        save_artifact(out_dir, trainer.model, spec)
+        save_artifact(out_dir, trainer.kept_model, spec)
     storage.write_bytes(storage.join(out_dir, HISTORY_FILE), json.dumps(state.history, indent=1).encode())
     buf = io.BytesIO()
     torch.save(trainer.checkpoint(state), buf)
@@ -300,7 +313,9 @@ def run_epochs(
             break
         started = time.monotonic()
         fit = trainer.train_epoch(epoch, on_step)
-        val = trainer.validate() if trainer.data.val_rows else {}
+        val = trainer.validate(trainer.kept_model) if trainer.data.val_rows else {}
+        # With an EMA, the raw weights are scored too: the EMA's gain, measured in the same run.
+        raw = {"val_raw": trainer.validate(trainer.model)} if trainer.ema and val else {}
         state.history.append(
             {
                 "epoch": epoch,
@@ -310,6 +325,7 @@ def run_epochs(
                 "seconds": time.monotonic() - started,
                 "val": val,
             }
+            | raw
         )
         improved = update_best(state, trainer.cfg, epoch, val)
         state.next_epoch = epoch + 1
