@@ -4,11 +4,13 @@
     python benchmarks/accuracy.py --preset cpu-full     # 2-core CPU, about an hour: all training photos, 160 px, 8 epochs
     python benchmarks/accuracy.py --preset gpu          # a CUDA GPU: all the data, 224 px, 20 epochs
     python benchmarks/accuracy.py --preset cpu-full --image-size 224 --epochs 10 --recipes best   # one recipe, overridden
+    python benchmarks/accuracy.py --table               # the table of every run recorded in benchmarks/results/
 
 Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
   original  frozen backbone, new linear head, RandomResizedCrop (area down to 8%), plain classification
             (the original system's recipe; it used ResNet-34, which has no offline weights)
   best      full fine-tune, count-safe augmentation, soft ordinal labels (Gaussian, sigma 0.7)
+  best-ema  best, keeping an EMA of the weights (decay 0.998); the raw weights are validated beside it
 
 Each is trained with `bintally.train.train` (model selection on the val split) and scored once on the
 test split with `bintally.evaluate.evaluate`. Prints one table and writes JSON (--json).
@@ -73,17 +75,40 @@ def run_recipe(name: str, manifest: str, out: Path, preset: dict) -> dict:
 
 
 def table(rows: list[dict]) -> str:
+    """One line per run: the best epoch's validation accuracy (what selected it) and the test split, scored once."""
     counts = [str(c) for c in range(COUNTS[0], COUNTS[1] + 1)]
-    lines = ["| recipe | accuracy | +-1 | RMSE | MAE | " + " | ".join(f"count {c}" for c in counts) + " | train min |"]
-    lines.append("| --- " * (6 + len(counts)) + "|")
+    head = "| recipe | setting | val acc | accuracy | +-1 | RMSE | MAE | " + " | ".join(f"count {c}" for c in counts) + " | train min |"
+    lines = [head, "| --- " * (8 + len(counts)) + "|"]
     for r in rows:
         m = r["test"]
         per_count = " | ".join(f"{m['per_count'].get(c, float('nan')):.1%}" for c in counts)
         lines.append(
-            f"| {r['recipe']} | {m['accuracy']:.1%} | {m['within_one']:.1%} | {m['rmse']:.2f} | {m['mae']:.2f} "
-            f"| {per_count} | {r['train_minutes']:.1f} |"
+            f"| {r['recipe']} | {r.get('setting', '')} | {r['validation'].get('accuracy', float('nan')):.1%} | {m['accuracy']:.1%} "
+            f"| {m['within_one']:.1%} | {m['rmse']:.2f} | {m['mae']:.2f} | {per_count} | {r['train_minutes']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def ema_comparison(rows: list[dict]) -> list[str]:
+    """For runs with an EMA: its validation accuracy against the raw weights', epoch by epoch, in the same run."""
+    lines = []
+    for r in rows:
+        pairs = [(h["val"]["accuracy"], h["val_raw"]["accuracy"]) for h in r["history"] if "val_raw" in h]
+        if pairs:
+            ema, raw = zip(*pairs)
+            lines.append(
+                f"{r['recipe']} ({r.get('setting', '')}): validation accuracy, EMA vs raw weights: best {max(ema):.1%} vs {max(raw):.1%}, "
+                f"last epoch {ema[-1]:.1%} vs {raw[-1]:.1%}; per epoch " + ", ".join(f"{e:.1%}/{w:.1%}" for e, w in pairs)
+            )
+    return lines
+
+
+def results_table(folder: Path) -> str:
+    """Every run recorded under `folder` (accuracy-*.json), one table, with the hardware each ran on."""
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("accuracy-*.json"))]
+    rows = [r | {"setting": result["setting"]} for result in results for r in result["rows"]]
+    machines = sorted({result["hardware"]["described"] for result in results})
+    return "\n".join([table(rows), "", *ema_comparison(rows), "", *(f"hardware: {m}" for m in machines)])
 
 
 def main() -> None:
@@ -95,7 +120,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None, help="override the preset's")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
+    parser.add_argument("--table", action="store_true", help="only print the table of every result file in benchmarks/results/")
     args = parser.parse_args()
+    if args.table:
+        print(results_table(RESULTS))
+        return
 
     overrides = {k: v for k, v in {"image_size": args.image_size, "epochs": args.epochs}.items() if v is not None}
     preset = {**PRESETS[args.preset], **overrides}
@@ -104,8 +133,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(args.data, args.out)
     started = time.monotonic()
-    rows = [run_recipe(name, manifest, out, preset) for name in args.recipes]
-    summary = table(rows)
+    rows = [run_recipe(name, manifest, out, preset) | {"setting": setting} for name in args.recipes]
+    summary = "\n".join([table(rows), *ema_comparison(rows)])
     machine, minutes = hardware(), (time.monotonic() - started) / 60
     print(f"{setting} on {machine.describe()}, test split of {rows[0]['test']['n']:,} bins, {minutes:.1f} min in all")
     print(summary)

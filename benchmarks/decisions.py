@@ -5,9 +5,11 @@
 
 Records are simulated on the test split exactly as the policy was fitted on validation (`reconcile.fit`): each
 bin's correct record and its wrong ones (off by 1, 2, 3 at 60/30/10% of a 20% record-error rate), every possible
-record enumerated with its weight, so there is no sampling noise and no seed. Reports, for the fitted policy and
-for the old fixed thresholds (accept at 0.5, flag at 0.05): share accepted, error among accepted, recall of wrong
-records by size, false-flag rate, share to review, and person-minutes per 1,000 bins against recounting every bin.
+record enumerated with its weight, so there is no sampling noise and no seed. Reports, for the fitted policy (all
+statistics of `reconcile.policy` to choose from), for a policy fitted on validation with P(count = recorded) and
+P(|count - recorded| >= 2) only (what the posterior statistics add), and for the old fixed thresholds (accept at
+0.5, flag at 0.05): share accepted, error among accepted, recall of wrong records by size, false-flag rate, share
+to review, and person-minutes per 1,000 bins against recounting every bin.
 Also the best any threshold could do on test (for reference: chosen knowing the test answers, so not a result).
 Writes JSON and two curves (PNG) under benchmarks/results/.
 """
@@ -27,8 +29,8 @@ from bintally.evaluate.calibrate import CalibrateConfig, calibrate, class_target
 from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
-from bintally.reconcile.fit import FLAG_STATISTICS, Outcome, RecordErrors, Targets, accept_curve, flag_curve, outcome, simulate
-from bintally.reconcile.policy import DecisionPolicy
+from bintally.reconcile.fit import Outcome, Targets, accept_curve, fit_policy, flag_curve, outcome, simulate
+from bintally.reconcile.policy import ACCEPT_STATISTICS, FLAG_STATISTICS, STATISTIC_TEXT, DecisionPolicy, RecordErrors
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,28 +42,32 @@ def minutes(o: Outcome, per_recount: float) -> float:
 
 def best_possible(records, targets: Targets) -> dict:
     """The best any single threshold does on these records (knowing their answers): a ceiling, not a result."""
-    _, accepted, error, _ = accept_curve(records)
-    ok = error <= targets.max_accepted_error
-    flags = {}
+    accepting = {}
+    for statistic in ACCEPT_STATISTICS:
+        _, accepted, error, _ = accept_curve(records, statistic)
+        ok = error <= targets.max_accepted_error
+        accepting[statistic] = float(accepted[ok].max()) if ok.any() else 0.0
+    flagging = {}
     for statistic in FLAG_STATISTICS:
         _, false_flags, recall, _ = flag_curve(records, statistic)
         within = false_flags <= targets.max_false_flags
-        flags[statistic] = float(recall[within].max()) if within.any() else 0.0
-    return {"accepted_within_error_target": float(accepted[ok].max()) if ok.any() else 0.0, "recall_2plus_within_flag_target": flags}
+        flagging[statistic] = float(recall[within].max()) if within.any() else 0.0
+    return {"accepted_within_error_target": accepting, "recall_2plus_within_flag_target": flagging}
 
 
 def plot_curves(records, fitted: Outcome, out: Path) -> None:
     fig = Figure(figsize=(10, 4))
     left, right = fig.subplots(1, 2)
-    _, accepted, error, _ = accept_curve(records)
-    left.plot(accepted, error, label="accept threshold sweep (test)")
+    for statistic in ACCEPT_STATISTICS:
+        _, accepted, error, _ = accept_curve(records, statistic)
+        left.plot(accepted, error, label=f"accept on {STATISTIC_TEXT[statistic]}")
     left.scatter([fitted.accepted], [fitted.accepted_error or 0], color="C3", zorder=3, label="fitted on validation")
-    left.set(xlabel="share of records accepted", ylabel="share of accepted records that are wrong", title="Accepting")
+    left.set(xlabel="share of records accepted", ylabel="share of accepted records that are wrong", title="Accepting (test)")
     for statistic in FLAG_STATISTICS:
         _, false_flags, recall, _ = flag_curve(records, statistic)
-        right.plot(false_flags, recall, label=f"flag on {'P(count = recorded)' if statistic == 'match' else 'P(off by 2+)'}")
+        right.plot(false_flags, recall, label=f"flag on {STATISTIC_TEXT[statistic]}")
     right.scatter([fitted.false_flags], [fitted.recall["2+"]], color="C3", zorder=3, label="fitted on validation")
-    right.set(xlabel="share of correct records flagged", ylabel="share of records off by 2+ flagged", title="Flagging")
+    right.set(xlabel="share of correct records flagged", ylabel="share of records off by 2+ flagged", title="Flagging (test)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -102,10 +108,22 @@ def main() -> None:
     spec, policy = artifact.spec, artifact.spec.decision_policy
     assert policy is not None and policy.fitted is not None
     errors, targets = RecordErrors.model_validate(policy.fitted["errors"]), Targets.model_validate(policy.fitted["targets"])
-    logits, counts = split_logits(artifact, read_manifest(args.manifest), args.split, args.device)
+    manifest = read_manifest(args.manifest)
+    # The same fit on the same validation split with the model-only statistics, for comparison.
+    val_logits, val_counts = split_logits(artifact, manifest, policy.fitted["split"], args.device)
+    val_known, _ = class_targets(val_counts, spec.classes)
+    model_only = fit_policy(
+        softmax(val_logits[val_known], spec.temperature), val_counts[val_known].tolist(), spec.classes, targets, errors,
+        accept_statistics=["match"], flag_statistics=["match", "far"],
+    )  # fmt: skip
+    logits, counts = split_logits(artifact, manifest, args.split, args.device)
     known, _ = class_targets(counts, spec.classes)
     records = simulate(softmax(logits[known], spec.temperature), counts[known].tolist(), spec.classes, errors)
-    rows = {"fitted on validation": outcome(records, policy), "fixed 0.5 / 0.05": outcome(records, DecisionPolicy())}
+    rows = {
+        "fitted on validation": outcome(records, policy),
+        "fitted, model-only statistics": outcome(records, model_only),
+        "fixed 0.5 / 0.05": outcome(records, DecisionPolicy()),
+    }
     out = args.out or RESULTS / f"decisions-{spec.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(records, rows["fitted on validation"], out.with_suffix(".png"))
@@ -113,7 +131,8 @@ def main() -> None:
     summary = table(rows, args.minutes_per_recount)
     ceiling = best_possible(records, targets)
     print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
-    print(f"policy (fitted on {policy.fitted['split']}): {policy.model_dump(exclude={'fitted'})}")
+    print(f"policy (fitted on {policy.fitted['split']}): {policy.describe()}")
+    print(f"model-only statistics (fitted on {policy.fitted['split']}): {model_only.describe()}")
     print(summary)
     print(f"best any threshold does on {args.split} (knowing its answers; a ceiling, not a result): {ceiling}")
     result = {
@@ -124,6 +143,7 @@ def main() -> None:
         "temperature": spec.temperature,
         "calibration": spec.calibration,
         "policy": policy.model_dump(),
+        "policy_model_only_statistics": model_only.model_dump(),
         "errors": errors.model_dump(),
         "minutes_per_recount": args.minutes_per_recount,
         "outcomes": {k: v.model_dump() for k, v in rows.items()},

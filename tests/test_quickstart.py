@@ -11,7 +11,8 @@ from bintally.model.artifact import load_artifact
 
 
 def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
-    """Without --serve it must leave a manifest, a loadable artifact with test metrics and ONNX, and a report."""
+    """Without --serve it must leave a manifest, a loadable artifact with test metrics and ONNX, and a report;
+    it prints the trivial answer's numbers beside the model's, so a new user can read them."""
     out = tmp_path / "qs"
     args = [
         "quickstart",
@@ -35,3 +36,5 @@ def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
     assert json.loads((out / "report" / "metrics.json").read_text())["n"] == artifact.spec.metrics["n"]
     assert (out / "report" / "report.html").stat().st_size > 10_000  # plots embedded
     assert (out / "manifest.report.json").exists()
+    baseline = artifact.spec.metrics["baseline"]
+    assert f"always {baseline['answer']} (trivial)" in result.output and f"{baseline['accuracy']:.3f}" in result.output

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bintally.evaluate.metrics import count_metrics, metrics_from_logits
+from bintally.evaluate.metrics import constant_answer, count_metrics, metrics_from_logits
 
 # Six bins: recorded counts and predictions. Errors: 0, 0, +1, -2, 0, +1.
 TRUE = [1, 2, 2, 3, 4, 5]
@@ -23,6 +23,17 @@ def test_scalar_metrics_by_hand():
     assert m["mae"] == pytest.approx(4 / 6)
     assert m["rmse"] == pytest.approx(math.sqrt(6 / 6))
     assert m["per_count"] == {"1": 1.0, "2": 0.5, "3": 0.0, "4": 1.0, "5": 0.0}
+
+
+def test_constant_answer_is_the_most_common_reference_count():
+    """References 2, 3, 3, 4 -> always 3; on TRUE (1, 2, 2, 3, 4, 5): accuracy 1/6, within one 4/6, MAE 7/6.
+    A tie (2, 2, 3, 3) goes to the smaller count, 2: accuracy 2/6."""
+    b = constant_answer([2, 3, 3, 4], TRUE)
+    assert b["answer"] == 3
+    assert b["accuracy"] == pytest.approx(1 / 6) and b["within_one"] == pytest.approx(4 / 6) and b["mae"] == pytest.approx(7 / 6)
+    assert constant_answer([2, 2, 3, 3], TRUE)["answer"] == 2
+    with pytest.raises(ValueError, match="at least one"):
+        constant_answer([], TRUE)
 
 
 def test_macro_f1_and_confusion_by_hand():

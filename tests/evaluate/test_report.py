@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
 from bintally.cli import app
+from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 
 TINY_ARGS = ["--image-size", "64", "--batch-size", "16", "--workers", "0", "--epochs", "2", "--strategy", "head"]
@@ -31,7 +33,7 @@ def evaluated(small_manifest, tmp_path_factory):
     return run, report
 
 
-def test_report_files(evaluated):
+def test_report_files(evaluated, small_manifest):
     """The report has metrics.json (with ECE before and after the temperature training fitted), Markdown linking
     the five PNGs, and HTML with the same PNGs embedded."""
     _, report = evaluated
@@ -47,6 +49,10 @@ def test_report_files(evaluated):
     markdown, page = (report / "report.md").read_text(), (report / "report.html").read_text()
     assert all(f"({name}.png)" in markdown for name in plots)
     assert f"{metrics['accuracy']:.1%}" in markdown
+    baseline = metrics["baseline"]  # the trivial answer: the training rows' most common count, scored on test
+    train_counts = Counter(r.count for r in read_manifest(str(small_manifest)).split("train"))
+    assert train_counts[baseline["answer"]] == max(train_counts.values())
+    assert f"always answering {baseline['answer']} (trivial)" in markdown and f"{baseline['accuracy']:.1%}" in markdown
     assert page.count("data:image/png;base64,") == len(plots) and '.png"' not in page
 
 

@@ -38,11 +38,14 @@ def quickstart_cmd(
     )
     with reported_errors():
         result = run_quickstart(cfg, on_step=lambda step: console.print(f"[bold]>[/] {step}"))
+    baseline = result.metrics.get("baseline") or {}
     table = Table(title=f"test split ({result.metrics['n']} bins)")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("model", justify="right")
+    if baseline:
+        table.add_column(f"always {baseline['answer']} (trivial)", justify="right")
     for name in ("accuracy", "within_one", "rmse", "macro_f1"):
-        table.add_row(name, f"{result.metrics[name]:.3f}")
+        table.add_row(name, f"{result.metrics[name]:.3f}", *([f"{baseline[name]:.3f}"] if baseline else []))
     console.print(table)
     console.print(f"model: {result.model}   report: {result.report}/report.html   ONNX max |diff|: {result.onnx_max_abs_diff:.2e}")
     if serve:

@@ -9,18 +9,11 @@ from rich.table import Table
 
 from bintally.cli.app import BackendOpt, EndpointOpt, app, console, make_config, reported_errors
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
-from bintally.reconcile.fit import RecordErrors, Targets
-from bintally.reconcile.policy import DecisionPolicy
+from bintally.reconcile.fit import Targets
+from bintally.reconcile.policy import RecordErrors
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
 
 TARGETS, ERRORS = Targets(), RecordErrors()
-
-
-def describe(policy: DecisionPolicy) -> str:
-    accept = "never accept" if policy.accept_at is None else f"accept when P(count = recorded) >= {policy.accept_at:.3f}"
-    statistic = "P(count = recorded) <=" if policy.flag_statistic == "match" else "P(|count - recorded| >= 2) >="
-    flag = "never flag" if policy.flag_at is None else f"flag when {statistic} {policy.flag_at:.3f}"
-    return f"{accept}; {flag}"
 
 
 def parse_sizes(text: str) -> dict[int, float]:
@@ -55,7 +48,7 @@ def calibrate_cmd(
         f"temperature {r.temperature:.3f} on {r.bins:,} {r.split} bins: "
         f"NLL {r.nll_before:.3f} -> {r.nll_after:.3f}, ECE {r.ece_before:.3f} -> {r.ece_after:.3f}"
     )
-    console.print(f"policy: {describe(result.policy)}")
+    console.print(f"policy: {result.policy.describe()}")
     fitted = result.policy.fitted or {}
     o = fitted.get("outcome", {})
     if o:
@@ -100,7 +93,7 @@ def reconcile_cmd(
     )
     with reported_errors(), console.status("scoring photos"):
         report = reconcile_records(cfg)
-    console.print(f"policy: {describe(report.policy)}")
+    console.print(f"policy: {report.policy.describe()}")
     table = Table()
     table.add_column("decision")
     table.add_column("records", justify="right")

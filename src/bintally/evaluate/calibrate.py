@@ -17,8 +17,8 @@ from bintally.evaluate.metrics import expected_calibration_error
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
 from bintally.model.inference import pick_device, predict_logits
-from bintally.reconcile.fit import RecordErrors, Targets, fit_policy
-from bintally.reconcile.policy import DecisionPolicy
+from bintally.reconcile.fit import Targets, fit_policy
+from bintally.reconcile.policy import DecisionPolicy, RecordErrors
 
 
 class CalibrateConfig(BaseModel):

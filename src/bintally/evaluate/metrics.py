@@ -70,6 +70,16 @@ def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: Sequen
     return count_metrics(true_counts, np.asarray(classes)[logits.argmax(axis=1)], probabilities, classes)
 
 
+def constant_answer(reference_counts: Counts, true_counts: Counts) -> dict:
+    """The trivial model beside which a model's numbers are read: always answer the most common count of
+    `reference_counts` (the training rows; ties go to the smaller count), scored on `true_counts`."""
+    values, frequency = np.unique(np.asarray(reference_counts, dtype=np.int64), return_counts=True)
+    if len(values) == 0:
+        raise ValueError("the trivial answer needs at least one reference count")
+    answer = int(values[frequency.argmax()])
+    return {"answer": answer, **scalars(count_metrics(true_counts, np.full(len(true_counts), answer)))}
+
+
 def scalars(metrics: dict) -> dict[str, float]:
     return {k: metrics[k] for k in SCALARS}
 

@@ -22,9 +22,9 @@ from matplotlib.figure import Figure  # figures without pyplot: no global state,
 from pydantic import BaseModel
 
 from bintally import storage
-from bintally.data.manifest import read_manifest
+from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.calibrate import class_targets, split_logits
-from bintally.evaluate.metrics import expected_calibration_error, metrics_from_logits, reliability
+from bintally.evaluate.metrics import constant_answer, expected_calibration_error, metrics_from_logits, reliability
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.model.calibration import softmax
 
@@ -52,6 +52,15 @@ def calibration_metrics(logits: np.ndarray, counts: np.ndarray, classes: list[in
     }
 
 
+def trivial_baseline(artifact: ModelArtifact, manifest: Manifest, counts: np.ndarray) -> dict | None:
+    """Always answering the training rows' most common count (the artifact's training splits of this manifest),
+    scored on the evaluated bins; None when the manifest has no such training rows."""
+    classes = set(artifact.spec.classes)
+    splits = artifact.spec.train_config.get("train_splits", ["train"])
+    reference = [r.count for split in splits for r in manifest.split(split) if r.count in classes]
+    return constant_answer(reference, counts) if reference else None
+
+
 def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device: str, batch_size: int, workers: int) -> dict:
     manifest = read_manifest(manifest_url)
     try:
@@ -62,6 +71,7 @@ def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device
     return {
         **metrics,
         "calibration": calibration_metrics(logits, counts, artifact.spec.classes, artifact.spec.temperature),
+        "baseline": trivial_baseline(artifact, manifest, counts),
         "split": split,
         "manifest": manifest_url,
         "manifest_digest": manifest.digest(),
@@ -151,6 +161,9 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("macro-F1", f"{metrics['macro_f1']:.3f}"),
     ]
     rows += [(f"accuracy, count {c}", f"{a:.1%}") for c, a in metrics["per_count"].items()]
+    if metrics.get("baseline"):
+        b = metrics["baseline"]
+        rows.append((f"always answering {b['answer']} (trivial)", f"{b['accuracy']:.1%}, within one {b['within_one']:.1%}"))
     if metrics.get("calibration"):
         c = metrics["calibration"]
         rows += [("temperature", f"{c['temperature']:.3f}"), ("ECE at temperature 1", f"{c['ece_before']:.3f}")]

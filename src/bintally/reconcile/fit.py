@@ -3,42 +3,44 @@
 Records are simulated from labelled bins (validation to fit, test to report):
 each bin's correct record (recorded = true count) and its wrong records
 (recorded = true +- d, d = 1, 2, 3, inside the model's counts), weighted by the
-record-error rate and the sizes' shares. Every possible record is enumerated
+record-error model (`policy.RecordErrors`). Every possible record is enumerated
 with its weight, so the numbers are exact expectations, free of sampling noise.
 
-Fitting picks the lowest accept threshold whose accepted records are at most
-`max_accepted_error` wrong, and, for each flag statistic, the threshold that
-flags the most wrong records while flagging at most `max_false_flags` of the
-correct ones; the statistic that catches more records off by two or more wins.
+Fitting picks, for each accept statistic, the lowest threshold whose accepted
+records are at most `max_accepted_error` wrong, and keeps the statistic that
+accepts the most; then, for each flag statistic, the threshold that flags the
+most wrong records while flagging at most `max_false_flags` of the correct
+ones, keeping the statistic that catches the most records off by two or more.
+Accepting comes first, so an accepted record is never counted as caught: the
+fit's numbers are the policy's. Ties go to the simpler statistic (the
+first listed in `policy`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from bintally.reconcile.policy import FAR, DecisionPolicy, FlagStatistic
+from bintally.reconcile.policy import (
+    ACCEPT_STATISTICS,
+    FAR,
+    FLAG_STATISTICS,
+    LOW_MEANS_WRONG,
+    AcceptStatistic,
+    DecisionPolicy,
+    FlagStatistic,
+    RecordErrors,
+    accepts,
+    flags,
+    statistics,
+)
 
-FLAG_STATISTICS: tuple[FlagStatistic, ...] = ("match", "far")
+S = TypeVar("S", bound=str)
 MIN_SUPPORT = 20  # a threshold is only trusted if at least this many simulated records pass it
-
-
-class RecordErrors(BaseModel):
-    """How wrong records are simulated: the share of records that are wrong, and how far off."""
-
-    rate: float = Field(0.2, gt=0, lt=1)
-    sizes: dict[int, float] = {1: 0.6, 2: 0.3, 3: 0.1}  # |recorded - true| -> share of the wrong records
-
-    @field_validator("sizes")
-    @classmethod
-    def _shares(cls, sizes: dict[int, float]) -> dict[int, float]:
-        if not sizes or min(sizes) < 1 or min(sizes.values()) < 0 or sum(sizes.values()) <= 0:
-            raise ValueError("error sizes are counts >= 1 with non-negative shares, at least one positive")
-        total = sum(sizes.values())
-        return {d: s / total for d, s in sorted(sizes.items())}
 
 
 class Targets(BaseModel):
@@ -48,34 +50,24 @@ class Targets(BaseModel):
 
 @dataclass(frozen=True)
 class Records:
-    """Simulated records, one entry each: the model's statistics for it, how wrong it is, and its weight."""
+    """Simulated records, one entry each: the policy statistics for it, how wrong it is, and its weight."""
 
-    match: np.ndarray  # P(count = recorded)
-    far: np.ndarray  # P(|count - recorded| >= 2)
+    stats: dict[str, np.ndarray]  # statistic name (`policy.statistics`) -> value per record
     error: np.ndarray  # |recorded - true|, 0 for a correct record
     weight: np.ndarray  # its share of the simulated population (sums to 1)
 
 
 def simulate(probabilities: np.ndarray, true_counts: Sequence[int], classes: Sequence[int], errors: RecordErrors) -> Records:
-    """Every record the simulation can make from labelled bins' count probabilities [N, K] over `classes`."""
-    values = np.asarray(classes)
+    """Every record the error model can make from labelled bins' count probabilities [N, K] over `classes`."""
     position = {c: i for i, c in enumerate(classes)}
-    far_mask = np.abs(values[:, None] - values[None, :]) >= FAR  # [recorded, k]: is count k far from recorded?
-    made: list[tuple[int, int, int, float]] = []  # (bin, recorded class index, error size, weight)
-    for i, truth in enumerate(true_counts):
-        options = {d: [truth + s * d for s in (1, -1) if truth + s * d in position] for d in errors.sizes}
-        # Sizes that cannot stay inside the counts (3 off a true 3 in 1-5) pass their share to the others.
-        live = {d: errors.sizes[d] for d, found in options.items() if found and errors.sizes[d] > 0}
-        made.append((i, position[truth], 0, 1 - errors.rate if live else 1.0))
-        for d, share in live.items():
-            made += [(i, position[v], d, errors.rate * share / sum(live.values()) / len(options[d])) for v in options[d]]
-    bins, recorded, error, weight = (np.asarray(column) for column in zip(*made))
-    p = probabilities[bins]
+    q = errors.matrix(classes)
+    truth = np.array([position[c] for c in true_counts])
+    bins, recorded = np.nonzero(q[truth] > 0)  # every (bin, recorded count) the error model allows
+    values = np.asarray(classes)
     return Records(
-        match=p[np.arange(len(recorded)), recorded],
-        far=(p * far_mask[recorded]).sum(axis=1),
-        error=error,
-        weight=weight / weight.sum(),
+        stats=statistics(probabilities[bins], recorded, classes, errors),
+        error=np.abs(values[recorded] - values[truth[bins]]),
+        weight=q[truth[bins], recorded] / len(truth),
     )
 
 
@@ -91,9 +83,9 @@ class Outcome(BaseModel):
 
 
 def outcome(records: Records, policy: DecisionPolicy) -> Outcome:
-    accept = _passes(records.match, policy.accept_at, above=True)
-    flag = _passes(_flag_statistic(records, policy.flag_statistic), policy.flag_at, above=policy.flag_statistic == "far")
-    accept, flag = accept & ~flag, flag & ~accept  # both: review
+    accept = accepts(records.stats[policy.accept_statistic], policy.accept_at)
+    flag = flags(policy.flag_statistic, records.stats[policy.flag_statistic], policy.flag_at)
+    flag &= ~accept  # accepting comes first (`policy.decide`)
     w, wrong = records.weight, records.error > 0
 
     def share(mask: np.ndarray, of: np.ndarray | None = None) -> float:
@@ -112,49 +104,50 @@ def outcome(records: Records, policy: DecisionPolicy) -> Outcome:
     )
 
 
-def _flag_statistic(records: Records, statistic: FlagStatistic) -> np.ndarray:
-    return records.match if statistic == "match" else records.far
-
-
-def _passes(values: np.ndarray, threshold: float | None, above: bool) -> np.ndarray:
-    if threshold is None:
-        return np.zeros(len(values), bool)
-    return values >= threshold if above else values <= threshold
-
-
-def accept_curve(records: Records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each candidate accept threshold (each distinct match probability, high to low): the threshold,
-    the share accepted, the share of accepted records that are wrong, and how many records pass."""
-    order = np.argsort(-records.match, kind="stable")
-    match, w, wrong = records.match[order], records.weight[order], (records.error[order] > 0)
-    last = np.r_[match[1:] != match[:-1], True]  # the last record of each run of equal values
+def accept_curve(records: Records, statistic: AcceptStatistic) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each candidate accept threshold (each distinct value, high to low): the threshold, the share
+    accepted, the share of accepted records that are wrong, and how many records pass."""
+    values = records.stats[statistic]
+    order = np.argsort(-values, kind="stable")
+    v, w, wrong = values[order], records.weight[order], (records.error[order] > 0)
+    last = np.r_[v[1:] != v[:-1], True]  # the last record of each run of equal values
     accepted = np.cumsum(w)[last]
-    return match[last], accepted, np.cumsum(w * wrong)[last] / accepted, np.arange(1, len(match) + 1)[last]
+    return v[last], accepted, np.cumsum(w * wrong)[last] / accepted, np.arange(1, len(v) + 1)[last]
 
 
-def flag_curve(records: Records, statistic: FlagStatistic) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each candidate flag threshold, flagging more and more: the threshold, the false-flag rate,
-    the recall of records off by two or more, and how many records pass."""
-    values = _flag_statistic(records, statistic)
-    order = np.argsort(values if statistic == "match" else -values, kind="stable")
+def flag_curve(
+    records: Records, statistic: FlagStatistic, accepted: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each candidate flag threshold, flagging more and more: the threshold, the false-flag rate, the recall
+    of records off by two or more, and how many records pass. Records in `accepted` are never flagged (accepting
+    comes first), so they count in the rates' totals but are never caught."""
+    values = records.stats[statistic]
+    order = np.argsort(values if statistic in LOW_MEANS_WRONG else -values, kind="stable")
     v, w, error = values[order], records.weight[order], records.error[order]
+    flaggable = w if accepted is None else w * ~accepted[order]
     last = np.r_[v[1:] != v[:-1], True]
-    correct, far = w * (error == 0), w * (error >= FAR)
-    false_flags = np.cumsum(correct)[last] / max(correct.sum(), 1e-12)
-    recall = np.cumsum(far)[last] / max(far.sum(), 1e-12)
+    false_flags = np.cumsum(flaggable * (error == 0))[last] / max((w * (error == 0)).sum(), 1e-12)
+    recall = np.cumsum(flaggable * (error >= FAR))[last] / max((w * (error >= FAR)).sum(), 1e-12)
     return v[last], false_flags, recall, np.arange(1, len(v) + 1)[last]
 
 
-def fit_accept(records: Records, max_error: float) -> float | None:
-    """The lowest threshold (the most records accepted) whose accepted records meet `max_error`; None if none does."""
-    thresholds, _, error, support = accept_curve(records)
+def fit_accept(records: Records, statistic: AcceptStatistic, max_error: float) -> tuple[float | None, float]:
+    """The lowest threshold (the most records accepted) whose accepted records meet `max_error`, and the share
+    it accepts; (None, 0) if none does."""
+    thresholds, accepted, error, support = accept_curve(records, statistic)
     ok = (error <= max_error) & (support >= MIN_SUPPORT)
-    return float(thresholds[np.flatnonzero(ok)[-1]]) if ok.any() else None
+    if not ok.any():
+        return None, 0.0
+    best = np.flatnonzero(ok)[-1]
+    return float(thresholds[best]), float(accepted[best])
 
 
-def fit_flag(records: Records, statistic: FlagStatistic, max_false_flags: float) -> tuple[float | None, float]:
-    """The threshold that flags the most records within `max_false_flags`, and its recall of records off by 2+."""
-    thresholds, false_flags, recall, support = flag_curve(records, statistic)
+def fit_flag(
+    records: Records, statistic: FlagStatistic, max_false_flags: float, accepted: np.ndarray | None = None
+) -> tuple[float | None, float]:
+    """The threshold that flags the most records within `max_false_flags`, and its recall of records off by 2+
+    (records in `accepted` are never flagged)."""
+    thresholds, false_flags, recall, support = flag_curve(records, statistic, accepted)
     ok = (false_flags <= max_false_flags) & (support >= MIN_SUPPORT)
     if not ok.any():
         return None, 0.0
@@ -168,9 +161,15 @@ class FitReport(BaseModel):
     bins: int
     split: str
     manifest_digest: str | None = None
+    accepted: dict[str, float]  # for each accept statistic, the share it accepts at its fitted threshold: the choice's reason
     recall_2plus: dict[str, float]  # for each flag statistic, at its fitted threshold: the choice's reason
     outcome: Outcome  # the fitted policy on the data it was fitted on
     notes: list[str]
+
+
+def best_of(scores: Mapping[S, tuple[float | None, float]], names: Sequence[S]) -> S:
+    """The name with the highest score; ties (to rounding) go to the first listed, the simpler one."""
+    return max(names, key=lambda s: (round(scores[s][1], 9), -names.index(s)))
 
 
 def fit_policy(
@@ -181,34 +180,49 @@ def fit_policy(
     errors: RecordErrors,
     split: str = "val",
     manifest_digest: str | None = None,
+    accept_statistics: Sequence[AcceptStatistic] = ACCEPT_STATISTICS,
+    flag_statistics: Sequence[FlagStatistic] = FLAG_STATISTICS,
 ) -> DecisionPolicy:
-    """The decision policy that meets `targets` on these labelled bins, with its report in `fitted`."""
+    """The decision policy that meets `targets` on these labelled bins, with its report in `fitted`
+    (choosing among the statistics given: fewer, to measure what the others add)."""
     records = simulate(probabilities, true_counts, classes, errors)
-    accept_at = fit_accept(records, targets.max_accepted_error)
-    flags = {s: fit_flag(records, s, targets.max_false_flags) for s in FLAG_STATISTICS}
-    statistic = max(FLAG_STATISTICS, key=lambda s: round(flags[s][1], 9))  # ties (to rounding): "match", the simpler one
+    accepting = {s: fit_accept(records, s, targets.max_accepted_error) for s in accept_statistics}
+    accept_statistic = best_of(accepting, accept_statistics)
+    accepted = accepts(records.stats[accept_statistic], accepting[accept_statistic][0])
+    flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted) for s in flag_statistics}
+    flag_statistic = best_of(flagging, flag_statistics)
     notes = []
-    if accept_at is None:
+    if accepting[accept_statistic][0] is None:
         notes.append(f"no threshold keeps accepted records within {targets.max_accepted_error:.0%} wrong: never accepts")
-    if flags[statistic][0] is None:
+    if flagging[flag_statistic][0] is None:
         notes.append(f"no threshold flags records within {targets.max_false_flags:.0%} false flags: never flags")
-    policy = DecisionPolicy(accept_at=accept_at, flag_statistic=statistic, flag_at=flags[statistic][0])
-    if policy.flag_statistic == "match" and policy.accept_at is not None and policy.flag_at is not None:
-        policy = _separate(policy)
+    policy = _separate(
+        DecisionPolicy.model_construct(
+            accept_statistic=accept_statistic,
+            accept_at=accepting[accept_statistic][0],
+            flag_statistic=flag_statistic,
+            flag_at=flagging[flag_statistic][0],
+            errors=errors,
+            fitted=None,
+        )
+    )
     report = FitReport(
         targets=targets,
         errors=errors,
         bins=len(true_counts),
         split=split,
         manifest_digest=manifest_digest,
-        recall_2plus={s: r for s, (_, r) in flags.items()},
+        accepted={s: a for s, (_, a) in accepting.items()},
+        recall_2plus={s: r for s, (_, r) in flagging.items()},
         outcome=outcome(records, policy),
         notes=notes,
     )
-    return policy.model_copy(update={"fitted": report.model_dump(mode="json")})
+    return DecisionPolicy.model_validate(policy.model_dump() | {"fitted": report.model_dump(mode="json")})
 
 
 def _separate(policy: DecisionPolicy) -> DecisionPolicy:
-    """Flagging on the match probability must stay below accepting: where the fits cross, the flag gives way."""
-    assert policy.accept_at is not None and policy.flag_at is not None
-    return policy if policy.flag_at < policy.accept_at else policy.model_copy(update={"flag_at": np.nextafter(policy.accept_at, 0)})
+    """Accepting and flagging on the same statistic: where the fits cross, the flag gives way (below accept_at)."""
+    a, f = policy.accept_at, policy.flag_at
+    if policy.accept_statistic != policy.flag_statistic or a is None or f is None or f < a:
+        return policy
+    return policy.model_copy(update={"flag_at": float(np.nextafter(a, 0))})

@@ -1,15 +1,26 @@
 """The decision for one record: does the photo agree with the bin's recorded quantity?
 
 The model gives P(count = k) for every count class (calibrated: see
-`model.calibration`). For a record that says `expected`:
+`model.calibration`). For a record that says `recorded`, four statistics:
 
-    match probability  P(count = expected)
-    far probability    P(|count - expected| >= 2)
+    match           P(count = recorded)
+    far             P(|count - recorded| >= 2)
+    record_correct  P(the record is right | photo, record-error model)
+    record_far      P(the record is off by 2 or more | photo, record-error model)
 
-    accept    match >= accept_at                 the record stands, nobody looks
-    mismatch  match <= flag_at   (flag on match)  the photo contradicts the record
-              far >= flag_at     (flag on far)
-    review    neither (or, never in a fitted policy, both)   a person counts the bin
+The last two are Bayes' rule over `RecordErrors` (how often records are wrong,
+and by how much): P(true = t | photo, record r) is proportional to
+P(count = t | photo) * P(record r | true t). They weigh each other count by how
+likely a record is to be that far off, so a photo whose doubt sits right beside
+the record (where most mistakes are) counts against it more than doubt far away.
+
+    accept    the accept statistic >= accept_at                   the record stands, nobody looks
+    mismatch  otherwise, if the flag statistic <= flag_at (match, record_correct: low means wrong)
+              or >= flag_at (far, record_far)                    the photo contradicts the record
+    review    neither                                            a person counts the bin
+
+Accepting comes first: its error target is met over every record it accepts,
+and flags are fitted on what is left (`fit`).
 
 A threshold of None never fires: a policy that could not meet its target on
 validation never accepts (or never flags) rather than doing so quietly. A record
@@ -18,36 +29,116 @@ outside the model's count classes cannot be judged and goes to review.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+import numpy as np
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 Decision = Literal["accept", "review", "mismatch"]
 DECISIONS: tuple[Decision, ...] = ("accept", "review", "mismatch")
-FlagStatistic = Literal["match", "far"]
+AcceptStatistic = Literal["match", "record_correct"]
+FlagStatistic = Literal["match", "far", "record_correct", "record_far"]
+ACCEPT_STATISTICS: tuple[AcceptStatistic, ...] = ("match", "record_correct")
+FLAG_STATISTICS: tuple[FlagStatistic, ...] = ("match", "far", "record_correct", "record_far")
+LOW_MEANS_WRONG = {"match", "record_correct"}  # flagged when at most the threshold; the others when at least
 FAR = 2  # a record "far" off is wrong by at least this many objects
+STATISTIC_TEXT = {
+    "match": "P(count = recorded)",
+    "far": "P(|count - recorded| >= 2)",
+    "record_correct": "P(record right | photo)",
+    "record_far": "P(record off by 2+ | photo)",
+}
+
+
+class RecordErrors(BaseModel):
+    """How records go wrong: the share of records that are wrong, and how far off (a wrong record goes either
+    way with equal odds, staying inside the model's counts)."""
+
+    rate: float = Field(0.2, gt=0, lt=1)
+    sizes: dict[int, float] = {1: 0.6, 2: 0.3, 3: 0.1}  # |recorded - true| -> share of the wrong records
+
+    @field_validator("sizes")
+    @classmethod
+    def _shares(cls, sizes: dict[int, float]) -> dict[int, float]:
+        if not sizes or min(sizes) < 1 or min(sizes.values()) < 0 or sum(sizes.values()) <= 0:
+            raise ValueError("error sizes are counts >= 1 with non-negative shares, at least one positive")
+        total = sum(sizes.values())
+        return {d: s / total for d, s in sorted(sizes.items())}
+
+    def matrix(self, classes: Sequence[int]) -> np.ndarray:
+        """[K, K]: P(recorded = classes[r] | true = classes[t]) at [t, r]; each row sums to 1. A size that cannot
+        stay inside the counts (3 off a true 3 in 1-5) passes its share to the sizes that can."""
+        position = {c: i for i, c in enumerate(classes)}
+        q = np.zeros((len(classes), len(classes)))
+        for t, truth in enumerate(classes):
+            options = {d: [position[truth + s * d] for s in (1, -1) if truth + s * d in position] for d in self.sizes}
+            live = {d: self.sizes[d] for d, found in options.items() if found and self.sizes[d] > 0}
+            q[t, t] = 1 - self.rate if live else 1.0
+            for d, share in live.items():
+                for r in options[d]:
+                    q[t, r] += self.rate * share / sum(live.values()) / len(options[d])
+        return q
+
+
+def statistics(probabilities: np.ndarray, recorded: np.ndarray, classes: Sequence[int], errors: RecordErrors) -> dict[str, np.ndarray]:
+    """The four statistics for N records: count probabilities [N, K] over `classes`, recorded class indices [N]."""
+    values, rows = np.asarray(classes), np.arange(len(recorded))
+    far_mask = np.abs(values[None, :] - values[recorded][:, None]) >= FAR  # [N, K]: is count k far from the record?
+    joint = probabilities * errors.matrix(classes)[:, recorded].T  # [N, K]: P(count = t) * P(record | true t)
+    evidence = joint.sum(axis=1)
+    far = (probabilities * far_mask).sum(axis=1)
+    # Evidence 0: the record is impossible under the error model for every count the photo allows: it is wrong.
+    possible = evidence > 0
+    safe = np.where(possible, evidence, 1.0)
+    return {
+        "match": probabilities[rows, recorded],
+        "far": far,
+        "record_correct": np.where(possible, joint[rows, recorded] / safe, 0.0),
+        "record_far": np.where(possible, (joint * far_mask).sum(axis=1) / safe, far),
+    }
+
+
+def flags(statistic: FlagStatistic, values: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Which of `values` of a flag statistic are flagged at `threshold` (None: none)."""
+    if threshold is None:
+        return np.zeros(len(values), bool)
+    return values <= threshold if statistic in LOW_MEANS_WRONG else values >= threshold
+
+
+def accepts(values: np.ndarray, threshold: float | None) -> np.ndarray:
+    return np.zeros(len(values), bool) if threshold is None else values >= threshold
 
 
 class DecisionPolicy(BaseModel):
-    accept_at: float | None = Field(0.5, gt=0, le=1, description="accept when P(count = expected) is at least this; None: never")
+    accept_statistic: AcceptStatistic = "match"
+    accept_at: float | None = Field(0.5, gt=0, le=1, description="accept when the accept statistic is at least this; None: never")
     flag_statistic: FlagStatistic = "match"
     flag_at: float | None = Field(0.05, ge=0, le=1, description="flag when the flag statistic passes this; None: never")
+    errors: RecordErrors = RecordErrors()  # the record-error model the record_* statistics assume
     fitted: dict | None = None  # how it was fitted (targets, data, validation outcome): `fit.FitReport`
 
     @model_validator(mode="after")
     def _consistent(self) -> DecisionPolicy:
-        if self.flag_statistic == "match" and None not in (self.accept_at, self.flag_at):
+        if self.accept_statistic == self.flag_statistic and None not in (self.accept_at, self.flag_at):
             assert self.accept_at is not None and self.flag_at is not None
             if self.flag_at >= self.accept_at:
                 raise ValueError(f"the mismatch threshold ({self.flag_at}) must be below accept_at ({self.accept_at})")
         return self
 
     def with_thresholds(self, accept_at: float | None = None, mismatch_at: float | None = None) -> DecisionPolicy:
-        """This policy with explicit thresholds in place of its own (mismatch_at flags on the match probability)."""
-        update: dict = {} if accept_at is None else {"accept_at": accept_at}
+        """This policy with explicit thresholds on P(count = recorded) in place of its own."""
+        update: dict = {} if accept_at is None else {"accept_statistic": "match", "accept_at": accept_at}
         if mismatch_at is not None:
             update |= {"flag_statistic": "match", "flag_at": mismatch_at}
         return DecisionPolicy.model_validate({**self.model_dump(), **update, "fitted": None}) if update else self
+
+    def describe(self) -> str:
+        accepting, flagging = STATISTIC_TEXT[self.accept_statistic], STATISTIC_TEXT[self.flag_statistic]
+        sign = "<=" if self.flag_statistic in LOW_MEANS_WRONG else ">="
+        accept = "never accept" if self.accept_at is None else f"accept when {accepting} >= {self.accept_at:.3f}"
+        flag = "never flag" if self.flag_at is None else f"flag when {flagging} {sign} {self.flag_at:.3f}"
+        return f"{accept}; {flag}"
 
 
 class Reconciliation(BaseModel):
@@ -55,22 +146,30 @@ class Reconciliation(BaseModel):
     count: int
     match_probability: float
     far_probability: float
+    record_correct_probability: float  # under the policy's record-error model
     decision: Decision
 
 
 def decide(accept: bool, flag: bool) -> Decision:
-    return "review" if accept == flag else "accept" if accept else "mismatch"
+    return "accept" if accept else "mismatch" if flag else "review"
 
 
 def reconcile(probabilities: dict[str, float], expected: int, policy: DecisionPolicy) -> Reconciliation:
     """`probabilities` maps each count (as text, as the API answers it) to its probability."""
     count = int(max(probabilities, key=probabilities.__getitem__))
-    if str(expected) not in probabilities:
-        return Reconciliation(expected_quantity=expected, count=count, match_probability=0.0, far_probability=0.0, decision="review")
-    match = probabilities[str(expected)]
-    far = sum(p for c, p in probabilities.items() if abs(int(c) - expected) >= FAR)
-    accept = policy.accept_at is not None and match >= policy.accept_at
-    flag = policy.flag_at is not None and (match <= policy.flag_at if policy.flag_statistic == "match" else far >= policy.flag_at)
+    classes = [int(c) for c in probabilities]
+    if expected not in classes:
+        unknown = {"match_probability": 0.0, "far_probability": 0.0, "record_correct_probability": 0.0}
+        return Reconciliation(expected_quantity=expected, count=count, **unknown, decision="review")
+    p, recorded = np.array([list(probabilities.values())]), np.array([classes.index(expected)])
+    stats = {name: value[:1] for name, value in statistics(p, recorded, classes, policy.errors).items()}
+    accept = bool(accepts(stats[policy.accept_statistic], policy.accept_at)[0])
+    flag = bool(flags(policy.flag_statistic, stats[policy.flag_statistic], policy.flag_at)[0])
     return Reconciliation(
-        expected_quantity=expected, count=count, match_probability=match, far_probability=far, decision=decide(accept, flag)
+        expected_quantity=expected,
+        count=count,
+        match_probability=float(stats["match"][0]),
+        far_probability=float(stats["far"][0]),
+        record_correct_probability=float(stats["record_correct"][0]),
+        decision=decide(accept, flag),
     )

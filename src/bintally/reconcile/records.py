@@ -26,7 +26,17 @@ from bintally.model.predictor import Backend, CountScore, load_predictor
 from bintally.predict import csv_text, score_images
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 
-OUT_COLUMNS = ["id", "uri", "expected_quantity", "count", "match_probability", "far_probability", "decision", "error"]
+OUT_COLUMNS = [
+    "id",
+    "uri",
+    "expected_quantity",
+    "count",
+    "match_probability",
+    "far_probability",
+    "record_correct_probability",
+    "decision",
+    "error",
+]
 RECORD_COLUMNS = {"id", "uri", "expected_quantity", "true_quantity"}
 
 
@@ -160,6 +170,7 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
                 "count": result.count,
                 "match_probability": f"{result.match_probability:.6f}",
                 "far_probability": f"{result.far_probability:.6f}",
+                "record_correct_probability": f"{result.record_correct_probability:.6f}",
                 "decision": result.decision,
                 "error": "",
             }
