@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -136,3 +137,110 @@ def test_url_to_loopback_is_refused_at_connect_time(photo_server):
     policy = UriPolicy([f"{photo_server}/", f"http://localhost:{port}/"])
     assert _status(policy, f"{photo_server}/allowed/photo.jpg") == 403
     assert _status(policy, f"http://localhost:{port}/allowed/photo.jpg") == 403
+
+
+FAKE_PUBLIC = "93.184.216.34"  # a global address no test ever dials: connections to it are redirected to loopback
+
+
+class _Hops(BaseHTTPRequestHandler):
+    """/start/<name> redirects to `targets[name]`; every request is recorded in `seen`."""
+
+    targets: dict[str, str] = {}
+    seen: list[str] = []
+
+    def do_GET(self):
+        self.seen.append(self.path)
+        name = self.path.removeprefix("/start/")
+        if name in self.targets:
+            self.send_response(302)
+            self.send_header("Location", self.targets[name])
+            self.end_headers()
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_internet(monkeypatch):
+    """A local server reached under public-looking names: `public.example` resolves to FAKE_PUBLIC, `mixed.example`
+    to FAKE_PUBLIC and 10.0.0.7. Dialling FAKE_PUBLIC reaches the local server; dialling anything but loopback
+    fails the test, so nothing here leaves 127.0.0.1. Yields the server's port."""
+    import httpcore
+
+    from bintally.serve import security
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hops)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    names = {"public.example": [FAKE_PUBLIC], "mixed.example": [FAKE_PUBLIC, "10.0.0.7"]}
+    real_getaddrinfo, real_connect = security.anyio.getaddrinfo, httpcore.AnyIOBackend.connect_tcp
+
+    async def getaddrinfo(host, port, **kwargs):
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in names[host]]
+        return await real_getaddrinfo(host, port, **kwargs)
+
+    async def connect_tcp(self, host, port, *args, **kwargs):
+        host = "127.0.0.1" if host == FAKE_PUBLIC else host
+        assert host == "127.0.0.1", f"a test tried to dial {host}"
+        return await real_connect(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(security.anyio, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect_tcp)
+    _Hops.seen = []
+    yield port
+    server.shutdown()
+
+
+def test_a_public_url_is_fetched_through_the_fake_resolver(fake_internet):
+    """The harness itself: a public-looking host is fetched (so the refusals below are the address rule at work)."""
+    policy = UriPolicy([f"http://public.example:{fake_internet}/"])
+    assert _fetch(policy, f"http://public.example:{fake_internet}/photo") == b"ok"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{port}/secret",
+        "http://localhost:{port}/secret",
+        "http://169.254.169.254/latest/meta-data/",  # the cloud metadata service
+        "http://10.0.0.5/internal",
+        "http://192.168.1.1/router",
+        "http://[::1]:{port}/secret",
+        "http://[::ffff:127.0.0.1]:{port}/secret",
+    ],
+)
+def test_a_redirect_from_a_public_host_to_a_private_address_is_refused_at_the_hop(fake_internet, target):
+    """public.example answers 302 to a loopback, link-local, private or IPv6-loopback address that is itself on
+    the allow-list. Must hold: 403 at the hop, and the only request that reached anything is the first one."""
+    port = fake_internet
+    hop = target.format(port=port)
+    _Hops.targets = {"hop": hop}
+    prefixes = [f"http://public.example:{port}/", hop.rsplit("/", 1)[0] + "/"]
+    with pytest.raises(ApiError) as err:
+        _fetch(UriPolicy(prefixes), f"http://public.example:{port}/start/hop")
+    assert err.value.status == 403 and "non-public address" in err.value.message
+    assert _Hops.seen == ["/start/hop"]
+
+
+def test_a_host_with_one_private_address_among_public_ones_is_refused(fake_internet):
+    """mixed.example resolves to a public address and to 10.0.0.7: refused (403) before any connection."""
+    with pytest.raises(ApiError) as err:
+        _fetch(UriPolicy([f"http://mixed.example:{fake_internet}/"]), f"http://mixed.example:{fake_internet}/photo")
+    assert err.value.status == 403 and "10.0.0.7" in err.value.message
+    assert _Hops.seen == []
+
+
+@pytest.mark.parametrize("host", ["[::1]", "[::ffff:127.0.0.1]", "[0:0:0:0:0:ffff:7f00:1]", "127.1", "0x7f.0.0.1"])
+def test_loopback_in_any_spelling_is_refused(fake_internet, host):
+    """IPv6 loopback, IPv4-mapped loopback (two spellings) and short or hex IPv4 forms: 403, nothing reached."""
+    url = f"http://{host}:{fake_internet}/photo"
+    with pytest.raises(ApiError) as err:
+        _fetch(UriPolicy([f"http://{host}:{fake_internet}/"]), url)
+    assert err.value.status == 403
+    assert _Hops.seen == []
