@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from bintally.data.images import decode_image
 from bintally.model.artifact import load_artifact, write_spec
@@ -40,10 +41,11 @@ def artifact_dir(tmp_path_factory, small_artifact, photos) -> str:
 class RunningServer:
     """A uvicorn server in a thread on a free port of 127.0.0.1."""
 
-    def __init__(self, cfg: ServeConfig):
+    def __init__(self, cfg: ServeConfig, wrap: Callable[[ASGIApp], ASGIApp] | None = None):
         self.app = create_app(cfg)
+        served = wrap(self.app) if wrap else self.app  # e.g. a test's probe around the whole app
         # Port 0: the kernel picks a free port, read back once the socket is bound.
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning"))
+        self._server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=0, log_level="warning"))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.url = ""
 
@@ -69,8 +71,8 @@ def start_server(artifact_dir) -> Iterator:
     """Starts servers of the test artifact with config overrides; stops them at the end of the session."""
     servers: list[RunningServer] = []
 
-    def start(wait_ready: bool = True, **overrides) -> RunningServer:
-        server = RunningServer(ServeConfig(**{"model": artifact_dir, **overrides}))
+    def start(wait_ready: bool = True, wrap: Callable[[ASGIApp], ASGIApp] | None = None, **overrides) -> RunningServer:
+        server = RunningServer(ServeConfig(**{"model": artifact_dir, **overrides}), wrap)
         servers.append(server)
         return server.start(wait_ready)
 

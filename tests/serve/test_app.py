@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import re
+import select
+import socket
 import time
 
 import boto3
@@ -280,3 +283,61 @@ def test_full_queue_answers_503_with_retry_after(start_server, photos):
     assert refused and all(r.json()["error"]["code"] == "overloaded" and r.headers["retry-after"] for r in refused)
     assert {r.status_code for r in responses} <= {200, 503}
     assert httpx.post(f"{server.url}/v1/count", content=photos["00585"], headers=JPEG).status_code == 200
+
+
+class BodyProbe:
+    """Wraps the whole app: how many body bytes the server had read when it started its response."""
+
+    def __init__(self, app):
+        self.app, self.read, self.read_when_answering = app, 0, None
+
+    async def __call__(self, scope, receive, send):
+        async def counted():
+            message = await receive()
+            self.read += len(message.get("body", b""))
+            return message
+
+        async def watched(message):
+            if message["type"] == "http.response.start" and scope["type"] == "http":
+                self.read_when_answering = self.read
+            await send(message)
+
+        await self.app(scope, counted, watched)
+
+
+def stream_until_answered(url: str, chunk: int, most: int) -> tuple[bytes, int]:
+    """POST a chunked body with no Content-Length, `chunk` bytes at a time, reading while sending (as curl does):
+    stop sending as soon as an answer arrives or `most` bytes went out. Returns (the whole answer, bytes sent)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /v1/count HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sent = 0
+        while sent < most and not select.select([s], [], [], 0)[0]:
+            s.sendall(f"{chunk:x}\r\n".encode() + b"\xff" * chunk + b"\r\n")
+            sent += chunk
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(65536)
+        head, body = answer.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+        while len(body) < length:
+            body += s.recv(65536)
+        return head + b"\r\n\r\n" + body, sent
+
+
+def test_a_streamed_body_past_the_limit_is_refused_having_read_no_more_than_the_limit(start_server, photo):
+    """A chunked upload with no Content-Length keeps growing, 64 KiB at a time, toward 64 MiB, past a 1 MiB limit.
+    Must hold: the answer is 413 with the JSON error, sent when the server had read at most the limit plus what
+    arrived in the read that crossed it (uvicorn reads up to 256 KiB at once); the client could stop long before
+    64 MiB; and the server answers the next request."""
+    limit, chunk = 2**20, 64 * 2**10
+    probe: list[BodyProbe] = []
+    server = start_server(max_body_bytes=limit, wrap=lambda app: probe.append(BodyProbe(app)) or probe[0])
+    answer, sent = stream_until_answered(server.url, chunk, 64 * 2**20)
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert json.loads(body)["error"]["code"] == "too_large"
+    assert limit < probe[0].read_when_answering <= limit + 256 * 2**10
+    assert sent < 32 * 2**20, "the client had to send far past the limit before it heard the 413"
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert_still_serving(client, photo)
