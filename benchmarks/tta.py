@@ -1,0 +1,99 @@
+"""Flip test-time augmentation, measured on the validation split: does averaging over flips help?
+
+    python benchmarks/tta.py MODEL MANIFEST                 # validation split (choosing happens here)
+    python benchmarks/tta.py MODEL MANIFEST --split test    # once, only for a variant validation chose
+
+The artifact's network scores each photo as it is and flipped (left-right, top-bottom, both); the views'
+calibrated probabilities are averaged. Prints accuracy, +-1 and RMSE per variant with the cost (forward
+passes per photo), and writes JSON under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from bintally.data.dataset import BinDataset
+from bintally.data.manifest import read_manifest
+from bintally.evaluate.metrics import count_metrics
+from bintally.hardware import hardware
+from bintally.model.artifact import load_artifact
+from bintally.model.calibration import softmax
+from bintally.model.inference import pick_device, predict_logits
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FLIPS = {"none": (), "left-right": (3,), "top-bottom": (2,), "both": (2, 3)}  # dims of an [N, C, H, W] batch
+VARIANTS = {
+    "plain": ["none"],
+    "+ left-right": ["none", "left-right"],
+    "+ top-bottom": ["none", "top-bottom"],
+    "all four": list(FLIPS),
+}
+
+
+class Flipped(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, dims: tuple[int, ...]):
+        super().__init__()
+        self.model, self.dims = model, dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.flip(self.dims) if self.dims else x)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("manifest")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/tta-MODEL-SPLIT.json)")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    artifact = load_artifact(args.model)
+    spec, device = artifact.spec, pick_device(args.device)
+    model = artifact.torch_model(str(device))
+    rows = read_manifest(args.manifest).split(args.split)
+    loader = DataLoader(BinDataset(rows, spec.preprocess), batch_size=64, num_workers=args.workers)
+    views, counts = {}, np.zeros(0)
+    for name, dims in FLIPS.items():
+        logits, counts = predict_logits(Flipped(model, dims), loader, device)
+        views[name] = softmax(logits, spec.temperature)
+    classes = np.asarray(spec.classes)
+    results = {}
+    for variant, names in VARIANTS.items():
+        probabilities = np.mean([views[n] for n in names], axis=0)
+        m = count_metrics(counts, classes[probabilities.argmax(axis=1)], probabilities, spec.classes)
+        results[variant] = {"passes": len(names), **{k: m[k] for k in ("accuracy", "within_one", "rmse", "mae", "per_count")}}
+    lines = ["| variant | forward passes | accuracy | +-1 | RMSE |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {v} | {r['passes']} | {r['accuracy']:.1%} | {r['within_one']:.1%} | {r['rmse']:.3f} |" for v, r in results.items()]
+    machine = hardware().describe()
+    print(f"{spec.name} {spec.version} on the {args.split} split ({len(counts):,} bins), {machine}")
+    print("\n".join(lines))
+    out = args.out or RESULTS / f"tta-{spec.name}-{args.split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "model": {"name": spec.name, "version": spec.version, "path": args.model},
+        "manifest": args.manifest,
+        "split": args.split,
+        "bins": len(counts),
+        "variants": results,
+        "table": "\n".join(lines),
+        "hardware": machine,
+        "seconds": time.monotonic() - started,
+        "command": " ".join(["python", "benchmarks/tta.py", *sys.argv[1:]]),
+    }
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
