@@ -89,6 +89,17 @@ def test_early_stopping_and_on_epoch(small_manifest, tiny, tmp_path, monkeypatch
     assert seen == [(0, 0.5), (1, 0.4), (2, 0.3)]
 
 
+def test_train_without_a_terminal_prints_progress_lines(small_manifest, tiny_args, tmp_path, monkeypatch):
+    """Under nohup or CI (no terminal) `bintally train` prints plain progress lines between epochs: the step of
+    the epoch, its total, the rate, time left, loss and accuracy (here every update: BINTALLY_PROGRESS_EVERY_S=0)."""
+    monkeypatch.setenv("BINTALLY_PROGRESS_EVERY_S", "0")
+    args = ["train", str(small_manifest), "--out", str(tmp_path / "run"), "--epochs", "1", "--limit-train", "48", *tiny_args]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("train: ")]
+    assert lines and lines[-1].startswith("train: 3/3 (") and "left) epoch 1/1 loss " in lines[-1] and " acc " in lines[-1]
+
+
 def test_on_epoch_exceptions_propagate(small_manifest, tiny, tmp_path):
     """An exception raised by on_epoch (as Optuna's pruning does) ends training and reaches the caller."""
 

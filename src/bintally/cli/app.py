@@ -8,14 +8,17 @@ a traceback (exit status 1). Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bintally.model.backbones import WeightsError
 from bintally.model.export import ExportMismatch
@@ -57,3 +60,63 @@ def make_config(kind: type[C], /, **fields: Any) -> C:
         return kind(**fields)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+class Update(Protocol):
+    def __call__(self, done: int, total: int | None, note: str = "") -> None: ...
+
+
+def every_s() -> float:
+    """Seconds between progress lines when no terminal is attached (`BINTALLY_PROGRESS_EVERY_S`, default 30)."""
+    return float(os.environ.get("BINTALLY_PROGRESS_EVERY_S", "30"))
+
+
+class LogLines:
+    """Progress for logs (nohup, CI, containers): a plain line at most every `every` seconds with items done of
+    total, the rate since the pass began, and the time left. `done` going down starts a new pass (an epoch)."""
+
+    def __init__(self, description: str, every: float, clock: Callable[[], float] = time.monotonic):
+        self.description, self.every, self.clock = description, every, clock
+        self.last_line = self.pass_start = clock()
+        self.pass_base = self.last_done = 0  # items done when this pass began, and at the last update
+
+    def __call__(self, done: int, total: int | None, note: str = "") -> None:
+        now = self.clock()
+        if done < self.last_done:
+            self.pass_start, self.pass_base = now, done
+        self.last_done = done
+        if now - self.last_line < self.every:
+            return
+        self.last_line = now
+        rate = (done - self.pass_base) / max(now - self.pass_start, 1e-9)
+        left = f", {format_duration((total - done) / rate)} left" if total and rate > 0 else ""
+        of = f"/{total:,}" if total else ""
+        console.print(f"{self.description}: {done:,}{of} ({rate:.1f}/s{left}){f' {note}' if note else ''}", highlight=False)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{s:02d}s"
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Update]:
+    """An updater `(done, total, note)`: a rich progress bar on a terminal, `LogLines` elsewhere."""
+    if not console.is_terminal:
+        yield LogLines(description, every_s())
+        return
+    columns = (
+        f"[progress.description]{description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None, note="")
+
+        def update(done: int, total: int | None, note: str = "") -> None:
+            bar.update(task, completed=done, total=total, note=note)
+
+        yield update

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import EndpointOpt, app, console
+from bintally.cli.app import EndpointOpt, app, console, progress
 from bintally.data.abid import AbidRoot
 from bintally.data.fetch import fetch
 from bintally.data.images import Enhance
@@ -75,16 +74,8 @@ def fetch_cmd(
 ) -> None:
     """Copy a subset of an ABID root (e.g. s3://aft-vbi-pds/) to a local cache: parallel, retried, resumable."""
     chosen = _subset(subset, counts, limit, per_count, ids)
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("fetching", total=None)
-        result = fetch(
-            AbidRoot(source, endpoint_url),
-            out,
-            chosen,
-            workers=workers,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+    with progress("fetching") as update:
+        result = fetch(AbidRoot(source, endpoint_url), out, chosen, workers=workers, on_progress=lambda done, total: update(done, total))
     console.print(
         f"selected {result.selected:,} bins: downloaded {result.downloaded:,} files, skipped {result.skipped:,} already here, "
         f"{len(result.failed):,} problems (see {out}/fetch.report.json)"

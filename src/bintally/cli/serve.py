@@ -5,13 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from bintally.cli.app import (
     BackendOpt,
@@ -20,6 +13,7 @@ from bintally.cli.app import (
     app,
     console,
     make_config,
+    progress,
     reported_errors,
 )
 from bintally.predict import PredictConfig, predict
@@ -99,11 +93,8 @@ def predict_cmd(
         max_pixels=max_pixels,
         endpoint_url=endpoint_url,
     )
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("scoring", total=None)
-        with reported_errors():
-            summary = predict(cfg, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    with progress("scoring") as update, reported_errors():
+        summary = predict(cfg, on_progress=lambda done, total: update(done, total))
     console.print(
         f"{summary.found:,} photos: {summary.scored:,} scored, {summary.failed:,} unreadable (see the error column), "
         f"{summary.skipped:,} already in {summary.out}"

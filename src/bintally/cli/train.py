@@ -9,17 +9,10 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import app, console, reported_errors
+from bintally.cli.app import app, console, progress, reported_errors
 from bintally.data.images import decode_image
 from bintally.evaluate.report import evaluate
 from bintally.model.artifact import load_artifact
@@ -38,24 +31,12 @@ def is_rank_zero() -> bool:
 
 @contextmanager
 def step_progress() -> Iterator[Callable[[StepUpdate], None] | None]:
-    """A rich progress bar with loss and accuracy when attached to a terminal; nothing otherwise."""
-    if not (console.is_terminal and is_rank_zero()):
+    """Steps within each epoch with loss and accuracy: a bar on a terminal, a line every 30 s in logs; rank 0 only."""
+    if not is_rank_zero():
         yield None
         return
-    columns = (
-        TextColumn("epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.1%}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("train", total=None, epoch="", loss=0.0, acc=0.0)
-
-        def update(u: StepUpdate) -> None:
-            progress.update(task, completed=u.step, total=u.steps, epoch=f"{u.epoch + 1}/{u.epochs}", loss=u.loss, acc=u.accuracy)
-
-        yield update
+    with progress("train") as update:
+        yield lambda u: update(u.step, u.steps, f"epoch {u.epoch + 1}/{u.epochs} loss {u.loss:.3f} acc {u.accuracy:.1%}")
 
 
 def print_epoch(epoch: int, val: dict[str, float]) -> None:
