@@ -9,6 +9,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bintally.cli import app
+from bintally.data.abid import IMAGES_DIR, AbidRoot
+from bintally.data.images import Enhance, decode_image, enhance
+from bintally.data.subset import Subset, select_bins
 
 runner = CliRunner()
 
@@ -39,14 +42,23 @@ def test_manifest_then_stats_on_the_manifest(abid_root, tmp_path):
     assert shown.exit_code == 0 and _rows(shown.output) == dict.fromkeys(range(1, 6), 10)
 
 
-def test_preview_writes_originals_above_enhanced(abid_root, tmp_path):
+def test_preview_writes_originals_above_their_unsharp_masks(abid_root, tmp_path):
+    """Three bins: each top tile is the photo, each bottom tile exactly its UnsharpMask (default settings),
+    thumbnailed the same way; pixel for pixel (PNG is lossless)."""
     out = tmp_path / "preview.png"
     result = runner.invoke(app, ["data", "preview", str(abid_root), "--enhance", "unsharp", "--out", str(out), "-n", "3"])
     assert result.exit_code == 0, result.output
-    sheet = Image.open(out)
+    sheet = Image.open(out).convert("RGB")
     assert sheet.size == (3 * 256, 2 * 256)
-    top, bottom = sheet.crop((0, 0, 256, 256)), sheet.crop((0, 256, 256, 512))
-    assert top.tobytes() != bottom.tobytes()
+    root = AbidRoot(str(abid_root))
+    for col, record in enumerate(select_bins(root, Subset(limit=3)).records):
+        original = decode_image(root.read(IMAGES_DIR, record.id))
+        for row, want in enumerate((original, enhance(original, Enhance()))):
+            want = want.copy()
+            want.thumbnail((256, 256))
+            got = sheet.crop((col * 256, row * 256, col * 256 + want.width, row * 256 + want.height))
+            assert got.tobytes() == want.tobytes(), (record.id, row)
+        assert enhance(original, Enhance()).tobytes() != original.tobytes()
 
 
 def test_bad_arguments_are_usage_errors_not_tracebacks(abid_root, tmp_path):

@@ -62,13 +62,20 @@ def test_every_mode_comes_out_rgb(real_jpeg, mode):
 
 
 def test_exif_orientation_is_applied(real_jpeg):
-    """A photo stored sideways with EXIF orientation 6 (rotate 90) comes out upright."""
-    upright = decode_image(real_jpeg).resize((40, 20))
+    """A photo stored sideways with EXIF orientation 6 (display rotated 90 degrees clockwise) comes out upright:
+    its size, and a red mark in the upright photo's top-left corner lands back in the top-left corner (not in
+    another one, as a rotation the wrong way or a flip would put it)."""
+    upright = decode_image(real_jpeg).resize((80, 40))
+    upright.paste((255, 0, 0), (0, 0, 16, 16))
     exif = Image.Exif()
     exif[0x0112] = 6
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera writes before tagging it
-    img = decode_image(_encode(stored, "JPEG", exif=exif, quality=95))
-    assert img.size == (40, 20)
+    img = np.asarray(decode_image(_encode(stored, "JPEG", exif=exif, quality=95)), dtype=np.int32)
+    assert img.shape[:2] == (40, 80)
+    corners = {"top-left": img[2:14, 2:14], "top-right": img[2:14, -14:-2], "bottom-left": img[-14:-2, 2:14]}
+    corners["bottom-right"] = img[-14:-2, -14:-2]
+    red = {name: bool((c[..., 0] > 200).all() and (c[..., 1] < 60).all()) for name, c in corners.items()}
+    assert red == {"top-left": True, "top-right": False, "bottom-left": False, "bottom-right": False}
 
 
 def test_unsharp_enhancement_sharpens_and_none_is_identity(real_jpeg):

@@ -134,11 +134,12 @@ def test_a_run_is_never_overwritten_or_resumed_differently(small_manifest, tiny,
 
 
 def test_nan_loss_is_a_clear_error(small_manifest, tiny_args, tmp_path):
-    """A learning rate of 1e10 blows the weights up: the CLI stops with 'training diverged', exit code 1."""
+    """A learning rate of 1e10 blows the weights up in the first epoch: the CLI stops with 'training diverged',
+    naming the epoch and the learning rate, exit code 1."""
     result = CliRunner().invoke(app, ["train", str(small_manifest), "--out", str(tmp_path / "run"), "--lr", "1e10", *tiny_args])
     output = " ".join(result.output.split())  # rich wraps long lines
     assert result.exit_code == 1
-    assert "training diverged" in output and "Lower the learning rate" in output
+    assert "training diverged" in output and "at epoch 1, step " in output and "(now 1e+10)" in output
 
 
 def test_kill_and_resume_matches_an_uninterrupted_run(small_manifest, tiny_args, tiny, tmp_path):
