@@ -1,0 +1,70 @@
+"""`bintally serve` itself, as a user starts it: a model trained with --enhance, served by the command."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from bintally.cli import app
+from bintally.data.images import decode_image
+from bintally.model.artifact import load_artifact
+from bintally.model.predictor import load_predictor
+from bintally.model.preprocess import prepare_batch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def enhanced_run(small_manifest, tmp_path_factory) -> str:
+    """A one-epoch model trained with --enhance (UnsharpMask before everything), by the CLI."""
+    run = str(tmp_path_factory.mktemp("enhanced") / "run")
+    args = ["--image-size", "64", "--batch-size", "16", "--workers", "0", "--epochs", "1", "--strategy", "head", "--enhance"]
+    result = CliRunner().invoke(app, ["train", str(small_manifest), "--out", run, *args])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_the_serve_command_serves_an_enhanced_model_with_its_own_preprocessing(enhanced_run, photos):
+    """`bintally serve RUN --port P` in its own process: ready within two minutes, /v1/count answers, and its
+    probabilities are the model's on the enhanced photo (as in training), not on the plain one; SIGTERM shuts it
+    down gracefully (uvicorn finishes, then re-raises the signal, as Unix programs do)."""
+    spec = load_artifact(enhanced_run).spec
+    assert spec.preprocess.enhance is not None, "--enhance must reach the artifact's preprocessing"
+    photo = photos["00585"]
+    torch_model = load_predictor(enhanced_run, "torch")
+    want = torch_model.score(torch_model.logits(prepare_batch([decode_image(photo)], spec.preprocess))[0]).probabilities
+    plain = spec.preprocess.model_copy(update={"enhance": None})
+    unenhanced = torch_model.score(torch_model.logits(prepare_batch([decode_image(photo)], plain))[0]).probabilities
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bintally", "serve", enhanced_run, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert proc.poll() is None, "the server exited before it was ready"
+        answer = httpx.post(f"{url}/v1/count", content=photo, headers={"content-type": "image/jpeg"}, timeout=30).json()
+        assert answer["probabilities"] == pytest.approx(want, abs=1e-4)
+        assert max(abs(answer["probabilities"][c] - unenhanced[c]) for c in want) > 1e-3
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, -signal.SIGTERM) and b"Finished server process" in err
