@@ -9,7 +9,7 @@
 Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
   original  frozen backbone, new linear head, RandomResizedCrop (area down to 8%), plain classification
             (the original system's recipe; it used ResNet-34, which has no offline weights)
-  best      full fine-tune, count-safe augmentation, soft ordinal labels (Gaussian, sigma 0.7)
+  best      `bintally train`'s default recipe: full fine-tune, count-safe augmentation, soft ordinal labels (sigma 0.7)
   best-ema  best, keeping an EMA of the weights (decay 0.998); the raw weights are validated beside it
 
 Each is trained with `bintally.train.train` (model selection on the val split) and scored once on the
@@ -29,6 +29,7 @@ from bintally.data.manifest import build_manifest, write_manifest
 from bintally.data.subset import Subset
 from bintally.evaluate.report import evaluate
 from bintally.hardware import hardware
+from bintally.train.config import RECIPES as TRAIN_RECIPES
 from bintally.train.config import TrainConfig
 from bintally.train.loop import train
 
@@ -39,10 +40,7 @@ PRESETS = {
     "cpu-full": {"image_size": 160, "epochs": 8, "limit_val": 400, "batch_size": 32, "workers": 2, "device": "cpu"},
     "gpu": {"image_size": 224, "epochs": 20, "batch_size": 64, "workers": 8, "device": "cuda"},
 }
-RECIPES = {
-    "original": {"strategy": "head", "augment": "original", "head": "classify"},
-    "best": {"strategy": "full", "augment": "count_safe", "head": "ordinal", "ordinal_sigma": 0.7},
-}
+RECIPES = {"original": TRAIN_RECIPES["original"], "best": TRAIN_RECIPES["default"]}
 # Levers on top of the best recipe; each run also records what it needs to compare on validation (e.g. EMA vs raw weights).
 RECIPES["best-ema"] = {**RECIPES["best"], "ema_decay": 0.998}
 COUNTS = (1, 5)

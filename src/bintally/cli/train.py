@@ -18,7 +18,7 @@ from bintally.evaluate.report import evaluate
 from bintally.model.artifact import load_artifact
 from bintally.model.export import export_onnx
 from bintally.model.heads import Head
-from bintally.train.config import Augment, Device, Monitor, Precision, Strategy, TrainConfig
+from bintally.train.config import RECIPES, Augment, Device, Monitor, Precision, Strategy, TrainConfig
 from bintally.train.loop import StepUpdate, train
 
 DEFAULT = TrainConfig()  # the CLI's defaults are the library's
@@ -44,19 +44,22 @@ def print_epoch(epoch: int, val: dict[str, float]) -> None:
     console.print(f"epoch {epoch + 1}: validation {shown or '(none)'}")
 
 
-def with_config_file(ctx: typer.Context, path: str | None, fields: dict) -> dict:
-    """Fields of a YAML config file (e.g. a tuning run's best_config.yaml), overridden by options given on the command line."""
-    if path is None:
-        return fields
-    loaded = yaml.safe_load(storage.read_bytes(path))
-    if not isinstance(loaded, dict):
-        raise typer.BadParameter(f"{path} is not a mapping of training settings", param_hint="--config")
-    unknown = sorted(set(loaded) - set(TrainConfig.model_fields))
-    if unknown:
-        raise typer.BadParameter(f"{path} has unknown settings: {', '.join(unknown)}", param_hint="--config")
+def chosen_fields(ctx: typer.Context, recipe: str, path: str | None, fields: dict) -> dict:
+    """The options' defaults, overridden by the named recipe, then by a YAML config file (e.g. a tuning run's
+    best_config.yaml), then by the options given on the command line."""
+    if recipe not in RECIPES:
+        raise typer.BadParameter(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}", param_hint="--recipe")
+    loaded: dict = {}
+    if path is not None:
+        loaded = yaml.safe_load(storage.read_bytes(path))
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"{path} is not a mapping of training settings", param_hint="--config")
+        unknown = sorted(set(loaded) - set(TrainConfig.model_fields))
+        if unknown:
+            raise typer.BadParameter(f"{path} has unknown settings: {', '.join(unknown)}", param_hint="--config")
     # typer ships its own click, so the ParameterSource enum is compared by name.
     given = {k: v for k, v in fields.items() if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
-    return {**loaded, **given}
+    return {**fields, **RECIPES[recipe], **loaded, **given}
 
 
 @app.command("train")
@@ -95,6 +98,7 @@ def train_cmd(
     limit_val: int | None = None,
     name: str | None = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+    recipe: Annotated[str, typer.Option(help=f"named settings: {', '.join(RECIPES)} (train/config.py)")] = "default",
     config: Annotated[
         str | None, typer.Option(help="YAML of training settings (e.g. tune's best_config.yaml); options given here override it")
     ] = None,
@@ -111,7 +115,7 @@ def train_cmd(
             monitor=monitor, patience=patience, seed=seed, device=device, precision=precision, channels_last=channels_last,
             workers=workers, limit_train=limit_train, limit_val=limit_val, name=name,
         )  # fmt: skip
-        cfg = TrainConfig(**with_config_file(ctx, config, fields))
+        cfg = TrainConfig(**chosen_fields(ctx, recipe, config, fields))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     with reported_errors(), step_progress() as on_step:

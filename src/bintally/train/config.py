@@ -1,5 +1,6 @@
-"""Training configuration. Defaults are the best known recipe: packaged
-EfficientNet-Lite0, full fine-tune, count-safe augmentation, soft ordinal labels."""
+"""Training configuration. Defaults are the best known recipe on 2 CPU cores: packaged
+EfficientNet-Lite0, full fine-tune, count-safe augmentation, soft ordinal labels.
+Named recipes (`RECIPES`, `bintally train --recipe NAME`) change a group of fields at once."""
 
 from __future__ import annotations
 
@@ -66,3 +67,13 @@ class TrainConfig(BaseModel):
         """Fields that differ from a saved run's config and may not change on resume."""
         mine, theirs = self.model_dump(exclude=RESUME_MAY_CHANGE), saved.model_dump(exclude=RESUME_MAY_CHANGE)
         return [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]]
+
+
+# Named recipes: the fields each sets on top of TrainConfig's defaults (a config file and explicit options
+# override them). One definition, shared by `bintally train --recipe` and benchmarks/accuracy.py.
+RECIPES: dict[str, dict] = {
+    "default": {},  # the best recipe measured on 2 CPU cores (README, "Accuracy benchmark")
+    "original": {"strategy": "head", "augment": "original", "head": "classify"},  # the replaced system's (on Lite0)
+    # For a GPU: larger input (288 px scored best on held-out bins, DESIGN.md), more epochs, bigger batches.
+    "gpu": {"image_size": 288, "epochs": 20, "batch_size": 64, "workers": 8, "patience": 8},
+}
