@@ -51,7 +51,7 @@ def test_page_counts_a_picked_photo(browser, open_server, abid_root):
 @pytest.mark.parametrize("expected", ["3", "12"])
 def test_page_checks_a_recorded_quantity(browser, open_server, abid_root, expected):
     """Type a recorded quantity, pick a real photo: the page asks /v1/reconcile and shows the decision with
-    P(count = recorded) beside the count; the decision is the server's for the same photo and quantity
+    P(count = recorded) and P(record right) beside the count; the decision is the server's for the same photo and quantity
     (12 is outside the model's counts: always review)."""
     photo = abid_root / "bin-images" / "00588.jpg"
     want = httpx.post(
@@ -65,6 +65,7 @@ def test_page_checks_a_recorded_quantity(browser, open_server, abid_root, expect
     assert page.get_attribute("#decision", "class") == want["decision"]
     assert page.inner_text("#decision").startswith(want["decision"])
     assert f"P(count = {expected}) = {100 * want['match_probability']:.1f}%" in page.inner_text("#match")
+    assert f"P(record right) = {100 * want['record_correct_probability']:.1f}%" in page.inner_text("#match")
     assert page.inner_text("#count") == str(want["count"])
     if expected == "12":
         assert want["decision"] == "review"
