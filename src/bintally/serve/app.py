@@ -32,7 +32,7 @@ from bintally.reconcile.policy import DecisionPolicy, Reconciliation, reconcile
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
 from bintally.serve.body_limit import BodyLimitMiddleware
-from bintally.serve.errors import ApiError, ErrorResponse, install_error_handlers, invalid_request, unavailable
+from bintally.serve.errors import ApiError, ErrorResponse, error_responses, install_error_handlers, invalid_request, unavailable
 from bintally.serve.fetch import Fetcher
 from bintally.serve.inputs import ImageRef, ReconcileRef
 from bintally.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -187,6 +187,13 @@ def body_openapi(ref: type[ImageRef]) -> dict:
     }
 
 
+def invocations_openapi() -> dict:
+    """The SageMaker body: a JPEG (or PNG) as it is, or `{"s3_uri"}`."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content = {"image/jpeg": binary, "image/png": binary, "application/json": {"schema": inputs.S3Only.model_json_schema()}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def create_app(cfg: ServeConfig) -> FastAPI:
     service = Service(cfg)
 
@@ -215,7 +222,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             raise overloaded()
 
     @app.post(
-        "/v1/count", response_model=CountResponse | BatchResponse, openapi_extra=body_openapi(ImageRef), dependencies=[Depends(guard)]
+        "/v1/count",
+        response_model=CountResponse | BatchResponse,
+        openapi_extra=body_openapi(ImageRef),
+        dependencies=[Depends(guard)],
+        responses=error_responses(),
     )
     async def count(request: Request):
         """Count the objects in one photo, or in each photo of an `instances` batch."""
@@ -229,6 +240,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         response_model=ReconcileResponse | ReconcileBatchResponse,
         openapi_extra=body_openapi(ReconcileRef),
         dependencies=[Depends(guard)],
+        responses=error_responses(),
     )
     async def reconcile_bin(request: Request, expected_quantity: Annotated[int | None, Query(ge=0)] = None):
         """Does a photo agree with the bin's recorded quantity? `accept`, `review` (a person counts) or `mismatch`.
@@ -240,13 +252,19 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         answers = await asyncio.gather(*(or_error(service.reconcile(item, expected_quantity)) for item in items))
         return ReconcileBatchResponse(predictions=answers)
 
-    @app.post("/invocations", response_model=list[list[float]], dependencies=[Depends(guard)])
+    @app.post(
+        "/invocations",
+        response_model=list[list[float]],
+        openapi_extra=invocations_openapi(),
+        dependencies=[Depends(guard)],
+        responses=error_responses(400, 401, 403, 404, 413, 415, 422, 502, 503),
+    )
     async def invocations(request: Request):
         """SageMaker inference contract: `image/jpeg` bytes or `{"s3_uri"}` -> `[[logit_1, ..., logit_K]]`."""
         row = await service.logits(await inputs.invocation_item(request))
         return [row.tolist()]
 
-    @app.get("/ping")
+    @app.get("/ping", response_class=Response, responses={200: {"description": "the model serves", "content": {}}, **error_responses(503)})
     async def ping() -> Response:
         """SageMaker health check: 200 once the model serves."""
         service.ready()
@@ -256,7 +274,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "alive"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=error_responses(503))
     async def readyz() -> dict:
         model = service.ready()
         return {"status": "ready", "model": model.model_ref(), "backend": model.predictor.backend}

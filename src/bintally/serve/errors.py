@@ -42,6 +42,26 @@ class ApiError(Exception):
         return ErrorResponse(error=ErrorBody(code=self.code, message=self.message))
 
 
+# Every error status the API answers, as documented in the OpenAPI document (each with `ErrorResponse`).
+ERROR_STATUSES = {
+    400: "the image cannot be decoded, or the JSON is malformed",
+    401: "an API key is required, or the one sent is wrong",
+    403: "the URI named is outside the allow-list, or reaches a non-public address",
+    404: "the object or host named does not exist",
+    413: "the body is over --max-body-bytes, or the image over --max-pixels",
+    415: "the content type is not one the route takes",
+    422: "the request does not match the schema (unknown field, two sources, bad query parameter)",
+    502: "the store or host named failed to answer properly",
+    503: "the model is not ready, or the queue is full (see Retry-After)",
+    504: "the host named did not answer in time",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """FastAPI `responses=` for these statuses (all of ERROR_STATUSES by default): the one error shape."""
+    return {status: {"model": ErrorResponse, "description": ERROR_STATUSES[status]} for status in statuses or ERROR_STATUSES}
+
+
 def bad_image(message: str) -> ApiError:
     return ApiError(400, "bad_image", message)
 
