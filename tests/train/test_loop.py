@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from bintally.cli import app
 from bintally.model.artifact import load_artifact
+from bintally.train.config import TrainConfig
 from bintally.train.loop import CHECKPOINT_FILE, Trainer, train
 
 
@@ -28,6 +29,28 @@ def scripted_validation(monkeypatch, accuracies: list[float]) -> list[dict]:
 
     monkeypatch.setattr(Trainer, "validate", validate)
     return snapshots
+
+
+def test_a_short_run_on_real_bins_learns(abid_root, tmp_path):
+    """100 real bins each of counts 1 and 5, half to train and half to validate on; 4 epochs of a full fine-tune
+    with a classification head at 128 px (fp32 on every CPU, seeded). Must hold: validation loss falls from the first epoch to the
+    last, and validation accuracy beats always answering the training rows' most common count by 10 points
+    (measured: 68% against 49%; 10 points is about two standard errors on 100 bins)."""
+    from bintally.data.abid import AbidRoot
+    from bintally.data.manifest import SplitRatios, build_manifest, write_manifest
+    from bintally.data.subset import Subset
+    from bintally.evaluate.metrics import constant_answer
+
+    build = build_manifest(AbidRoot(str(abid_root)), Subset(counts=(1, 5), per_count=100), SplitRatios(train=0.5, val=0.5, test=0.0))
+    manifest = str(tmp_path / "one-or-five.parquet")
+    write_manifest(build, manifest)
+    cfg = TrainConfig(classes=[1, 5], image_size=128, batch_size=16, workers=0, epochs=4, head="classify", precision="fp32")
+    result = train(manifest, str(tmp_path / "run"), cfg)
+    rows = [r for r in build.manifest.rows if r.count in (1, 5)]
+    baseline = constant_answer([r.count for r in rows if r.split == "train"], [r.count for r in rows if r.split == "val"])
+    val = [h["val"] for h in result.history]
+    assert val[-1]["loss"] < val[0]["loss"]
+    assert result.best_val["accuracy"] >= baseline["accuracy"] + 0.10, (result.best_val, baseline)
 
 
 def test_best_checkpoint_is_a_copy_of_the_best_epoch(small_manifest, tiny, tmp_path, monkeypatch):
