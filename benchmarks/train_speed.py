@@ -1,6 +1,7 @@
 """Training speed on this machine: Lite0 images/s for fp32 and bf16 autocast, with and without channels_last.
 
-    python benchmarks/train_speed.py                       # 224 px, batch 32, median of 5 timings of 5 steps each
+    python benchmarks/train_speed.py                       # 224 px, batch 32, median of 5 timings of 5 steps each,
+                                                           # the four settings timed in turn within each repeat
     python benchmarks/train_speed.py --image-size 128 --steps 10
 
 Times full training steps (forward, loss, backward, AdamW) of the packaged EfficientNet-Lite0 with an ordinal
@@ -14,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,7 +27,8 @@ from bintally.train.loop import uses_bf16
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def images_per_second(bf16: bool, channels_last: bool, size: int, batch: int, steps: int, repeats: int) -> float:
+def training_step(bf16: bool, channels_last: bool, size: int, batch: int) -> Callable[[], None]:
+    """One full training step of a fresh model in this setting, warmed up (allocations, oneDNN primitives)."""
     torch.manual_seed(0)
     model = create_model("tf_efficientnet_lite0", "ordinal", [1, 2, 3, 4, 5], weights="packaged").train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -42,14 +45,21 @@ def images_per_second(bf16: bool, channels_last: bool, size: int, batch: int, st
         loss.backward()
         optimizer.step()
 
-    step()  # warm-up: allocations, oneDNN primitive creation
-    rates = []
+    step()
+    return step
+
+
+def images_per_second(settings: list[tuple[bool, bool]], size: int, batch: int, steps: int, repeats: int) -> list[float]:
+    """Median images/s per setting, the settings timed in turn within each repeat (side by side: noise hits all)."""
+    steppers = [training_step(bf16, channels_last, size, batch) for bf16, channels_last in settings]
+    rates: list[list[float]] = [[] for _ in settings]
     for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(steps):
-            step()
-        rates.append(steps * batch / (time.perf_counter() - started))
-    return statistics.median(rates)
+        for step, timed in zip(steppers, rates):
+            started = time.perf_counter()
+            for _ in range(steps):
+                step()
+            timed.append(steps * batch / (time.perf_counter() - started))
+    return [statistics.median(r) for r in rates]
 
 
 def main() -> None:
@@ -62,11 +72,12 @@ def main() -> None:
     args = parser.parse_args()
 
     machine = hardware()
-    rows = []
-    for bf16 in (False, True):
-        for channels_last in (False, True):
-            rate = images_per_second(bf16, channels_last, args.image_size, args.batch_size, args.steps, args.repeats)
-            rows.append({"precision": "bf16" if bf16 else "fp32", "channels_last": channels_last, "images_per_s": rate})
+    settings = [(bf16, channels_last) for bf16 in (False, True) for channels_last in (False, True)]
+    rates = images_per_second(settings, args.image_size, args.batch_size, args.steps, args.repeats)
+    rows = [
+        {"precision": "bf16" if bf16 else "fp32", "channels_last": channels_last, "images_per_s": rate}
+        for (bf16, channels_last), rate in zip(settings, rates)
+    ]
     fastest = max(rows, key=lambda r: r["images_per_s"])
     auto = "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
     print(f"Lite0 training at {args.image_size} px, batch {args.batch_size}, on {machine.describe()} (torch {torch.__version__})")
