@@ -17,22 +17,18 @@ Writes JSON and two curves (PNG) under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
+from _results import RESULTS, write_result
 from matplotlib.figure import Figure
 
 from bintally.data.manifest import read_manifest
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate, class_targets, split_logits
-from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
 from bintally.reconcile.fit import Outcome, Targets, accept_curve, fit_policy, flag_curve, outcome, simulate
 from bintally.reconcile.policy import ACCEPT_STATISTICS, FLAG_STATISTICS, STATISTIC_TEXT, DecisionPolicy, RecordErrors
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def minutes(o: Outcome, per_recount: float) -> float:
@@ -127,7 +123,6 @@ def main() -> None:
     out = args.out or RESULTS / f"decisions-{spec.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(records, rows["fitted on validation"], out.with_suffix(".png"))
-    machine = hardware().describe()
     summary = table(rows, args.minutes_per_recount)
     ceiling = best_possible(records, targets)
     print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
@@ -149,11 +144,8 @@ def main() -> None:
         "outcomes": {k: v.model_dump() for k, v in rows.items()},
         "ceiling_on_this_split": ceiling,
         "table": summary,
-        "hardware": machine,
-        "seconds": time.monotonic() - started,
-        "command": " ".join(["python", "benchmarks/decisions.py", *sys.argv[1:]]),
     }
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result, started, "decisions.py")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

@@ -11,13 +11,12 @@ passes per photo), and writes JSON under benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _results import RESULTS, write_result
 from torch.utils.data import DataLoader
 
 from bintally.data.dataset import BinDataset
@@ -28,7 +27,6 @@ from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
 from bintally.model.inference import pick_device, predict_logits
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FLIPS = {"none": (), "left-right": (3,), "top-bottom": (2,), "both": (2, 3)}  # dims of an [N, C, H, W] batch
 VARIANTS = {
     "plain": ["none"],
@@ -75,11 +73,9 @@ def main() -> None:
         results[variant] = {"passes": len(names), **{k: m[k] for k in ("accuracy", "within_one", "rmse", "mae", "per_count")}}
     lines = ["| variant | forward passes | accuracy | +-1 | RMSE |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {v} | {r['passes']} | {r['accuracy']:.1%} | {r['within_one']:.1%} | {r['rmse']:.3f} |" for v, r in results.items()]
-    machine = hardware().describe()
-    print(f"{spec.name} {spec.version} on the {args.split} split ({len(counts):,} bins), {machine}")
+    print(f"{spec.name} {spec.version} on the {args.split} split ({len(counts):,} bins), {hardware().describe()}")
     print("\n".join(lines))
     out = args.out or RESULTS / f"tta-{spec.name}-{args.split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "model": {"name": spec.name, "version": spec.version, "path": args.model},
         "manifest": args.manifest,
@@ -87,11 +83,8 @@ def main() -> None:
         "bins": len(counts),
         "variants": results,
         "table": "\n".join(lines),
-        "hardware": machine,
-        "seconds": time.monotonic() - started,
-        "command": " ".join(["python", "benchmarks/tta.py", *sys.argv[1:]]),
     }
-    out.write_text(json.dumps(result, indent=2))
+    write_result(out, result, started, "tta.py")
     print(f"wrote {out}")
 
 
