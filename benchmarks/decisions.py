@@ -51,18 +51,21 @@ def best_possible(records, targets: Targets) -> dict:
     return {"accepted_within_error_target": accepting, "recall_2plus_within_flag_target": flagging}
 
 
-def plot_curves(records, fitted: Outcome, out: Path) -> None:
+def plot_curves(records, fitted: Outcome, targets: Targets, error_rate: float, out: Path) -> None:
     fig = Figure(figsize=(10, 4))
     left, right = fig.subplots(1, 2)
     for statistic in ACCEPT_STATISTICS:
         _, accepted, error, _ = accept_curve(records, statistic)
         left.plot(accepted, error, label=f"accept on {STATISTIC_TEXT[statistic]}")
     left.scatter([fitted.accepted], [fitted.accepted_error or 0], color="C3", zorder=3, label="fitted on validation")
+    left.axhline(targets.max_accepted_error, color="k", linestyle="--", linewidth=1, label="target")
     left.set(xlabel="share of records accepted", ylabel="share of accepted records that are wrong", title="Accepting (test)")
+    left.set_ylim(0, min(1.0, 1.5 * error_rate))  # the first few accepted records swing the share wildly
     for statistic in FLAG_STATISTICS:
         _, false_flags, recall, _ = flag_curve(records, statistic)
         right.plot(false_flags, recall, label=f"flag on {STATISTIC_TEXT[statistic]}")
     right.scatter([fitted.false_flags], [fitted.recall["2+"]], color="C3", zorder=3, label="fitted on validation")
+    right.axvline(targets.max_false_flags, color="k", linestyle="--", linewidth=1, label="target")
     right.set(xlabel="share of correct records flagged", ylabel="share of records off by 2+ flagged", title="Flagging (test)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -122,7 +125,7 @@ def main() -> None:
     }
     out = args.out or RESULTS / f"decisions-{spec.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot_curves(records, rows["fitted on validation"], out.with_suffix(".png"))
+    plot_curves(records, rows["fitted on validation"], targets, errors.rate, out.with_suffix(".png"))
     summary = table(rows, args.minutes_per_recount)
     ceiling = best_possible(records, targets)
     print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
