@@ -26,7 +26,7 @@ class QuickstartConfig(BaseModel):
     out: str = "runs/quickstart"
     counts: tuple[int, int] = (1, 5)
     # Small photos and more of them: on 2 CPU cores more bins beat more pixels or more epochs in a few minutes
-    # (500 per count at 128 px: 34.9% on test; 300 per count at 160 px for 4 epochs: 27.0%; benchmarks in README).
+    # (README, Quickstart: the measured time and accuracy of these defaults, and of 300 per count at 160 px).
     per_count: int = Field(500, ge=10, description="bins per count, before the 80/10/10 split")
     epochs: int = Field(3, ge=1)
     image_size: int = Field(128, ge=32)
