@@ -3,9 +3,10 @@
     python benchmarks/tta.py MODEL MANIFEST                 # validation split (choosing happens here)
     python benchmarks/tta.py MODEL MANIFEST --split test    # once, only for a variant validation chose
 
-The artifact's network scores each photo as it is and flipped (left-right, top-bottom, both); the views'
-calibrated probabilities are averaged. Prints accuracy, +-1 and RMSE per variant with the cost (forward
-passes per photo), and writes JSON under benchmarks/results/.
+The artifact's network scores each photo as it is and flipped (left-right, top-bottom, both), the views'
+logits averaged exactly as serving does once `bintally calibrate MODEL MANIFEST --flips ...` sets them
+(`model.flips.FlipAveraged`). Prints accuracy, +-1 and RMSE per variant with the cost (forward passes per
+photo), and writes JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from _results import RESULTS, write_result
 from torch.utils.data import DataLoader
 
@@ -25,24 +25,15 @@ from bintally.evaluate.metrics import count_metrics
 from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
+from bintally.model.flips import Flip
 from bintally.model.inference import pick_device, predict_logits
 
-FLIPS = {"none": (), "left-right": (3,), "top-bottom": (2,), "both": (2, 3)}  # dims of an [N, C, H, W] batch
-VARIANTS = {
-    "plain": ["none"],
-    "+ left-right": ["none", "left-right"],
-    "+ top-bottom": ["none", "top-bottom"],
-    "all four": list(FLIPS),
+VARIANTS: dict[str, list[Flip]] = {
+    "plain": [],
+    "+ left-right": ["left-right"],
+    "+ top-bottom": ["top-bottom"],
+    "+ both": ["left-right", "top-bottom"],
 }
-
-
-class Flipped(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, dims: tuple[int, ...]):
-        super().__init__()
-        self.model, self.dims = model, dims
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.flip(self.dims) if self.dims else x)
 
 
 def main() -> None:
@@ -58,19 +49,14 @@ def main() -> None:
     started = time.monotonic()
     artifact = load_artifact(args.model)
     spec, device = artifact.spec, pick_device(args.device)
-    model = artifact.torch_model(str(device))
     rows = read_manifest(args.manifest).split(args.split)
     loader = DataLoader(BinDataset(rows, spec.preprocess), batch_size=64, num_workers=args.workers)
-    views, counts = {}, np.zeros(0)
-    for name, dims in FLIPS.items():
-        logits, counts = predict_logits(Flipped(model, dims), loader, device)
-        views[name] = softmax(logits, spec.temperature)
-    classes = np.asarray(spec.classes)
-    results = {}
-    for variant, names in VARIANTS.items():
-        probabilities = np.mean([views[n] for n in names], axis=0)
+    classes, results = np.asarray(spec.classes), {}
+    for variant, flips in VARIANTS.items():
+        logits, counts = predict_logits(artifact.torch_model(str(device), flips), loader, device)
+        probabilities = softmax(logits, spec.temperature)
         m = count_metrics(counts, classes[probabilities.argmax(axis=1)], probabilities, spec.classes)
-        results[variant] = {"passes": len(names), **{k: m[k] for k in ("accuracy", "within_one", "rmse", "mae", "per_count")}}
+        results[variant] = {"passes": 1 + len(flips), **{k: m[k] for k in ("accuracy", "within_one", "rmse", "mae", "per_count")}}
     lines = ["| variant | forward passes | accuracy | +-1 | RMSE |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {v} | {r['passes']} | {r['accuracy']:.1%} | {r['within_one']:.1%} | {r['rmse']:.3f} |" for v, r in results.items()]
     print(f"{spec.name} {spec.version} on the {args.split} split ({len(counts):,} bins), {hardware().describe()}")

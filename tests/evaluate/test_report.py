@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
+import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from bintally.cli import app
+from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
+from bintally.model.export import export_onnx
+from bintally.model.preprocess import prepare_batch
 
 TINY_ARGS = ["--image-size", "64", "--batch-size", "16", "--workers", "0", "--epochs", "2", "--strategy", "head"]
 PNG_MAGIC = b"\x89PNG"
@@ -114,3 +120,28 @@ def test_bad_model_path_is_a_clear_error(small_manifest, tmp_path):
     assert result.exit_code == 1
     output = " ".join(result.output.split())  # rich wraps long lines
     assert "not a bintally model artifact" in output and "Traceback" not in output
+
+
+def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, small_manifest, bin_photos_here, tmp_path):
+    """`calibrate --flips top-bottom` on a copy that has model.onnx: the artifact averages over the flip from then
+    on (its ONNX graph exported again, so it answers what PyTorch does), with the temperature refitted on the
+    averaged logits; `--flips none` takes it off again."""
+    run = tmp_path / "run"
+    shutil.copytree(evaluated[0], run)
+    export_onnx(load_artifact(str(run)), str(run / "model.onnx"), bin_photos_here)
+    invoke("calibrate", str(run), str(small_manifest), "--flips", "top-bottom")
+    artifact = load_artifact(str(run))
+    assert artifact.spec.flips == ["top-bottom"] and artifact.spec.calibration["split"] == "val"
+    batch = prepare_batch(bin_photos_here, artifact.spec.preprocess)
+    (onnx_logits,) = ort.InferenceSession(str(run / "model.onnx")).run(["logits"], {"input": batch})
+    with torch.no_grad():
+        averaged = artifact.torch_model()(torch.from_numpy(batch)).numpy()
+        bare = artifact.torch_model(flips=[])(torch.from_numpy(batch)).numpy()
+    assert np.abs(onnx_logits - averaged).max() < 1e-3 and np.abs(onnx_logits - bare).max() > 1e-3
+    invoke("calibrate", str(run), str(small_manifest), "--flips", "none")
+    assert load_artifact(str(run)).spec.flips == []
+
+
+@pytest.fixture(scope="module")
+def bin_photos_here(abid_root):
+    return [decode_image(p.read_bytes()) for p in sorted((abid_root / "bin-images").glob("*.jpg"))[:4]]

@@ -35,12 +35,18 @@ def calibrate_cmd(
     error_sizes: Annotated[str, typer.Option(help="how far off wrong records are, SIZE:SHARE")] = ",".join(
         f"{d}:{s:g}" for d, s in ERRORS.sizes.items()
     ),
+    flips: Annotated[
+        str | None, typer.Option(help="test-time flips to average over: left-right,top-bottom or none [default: the artifact's]")
+    ] = None,
     device: str = "auto",
 ) -> None:
     """Fit the temperature (probabilities) and the decision policy on validation data, into the artifact."""
     targets = make_config(Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags)
     errors = make_config(RecordErrors, rate=error_rate, sizes=parse_sizes(error_sizes))
-    cfg = make_config(CalibrateConfig, model=model, manifest=manifest, split=split, targets=targets, errors=errors, device=device)
+    chosen = None if flips is None else [f for f in flips.split(",") if f and f != "none"]
+    cfg = make_config(
+        CalibrateConfig, model=model, manifest=manifest, split=split, targets=targets, errors=errors, flips=chosen, device=device
+    )
     with reported_errors(), console.status(f"scoring the {split} split"):
         result = calibrate(cfg)
     r = result.report

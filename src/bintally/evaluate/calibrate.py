@@ -1,5 +1,7 @@
 """`bintally calibrate MODEL MANIFEST`: fit the temperature and the decision policy on validation data.
 
+With `flips`, test-time flip averaging is set on the artifact first (and its
+model.onnx, if any, exported again), so both are fitted on what will serve.
 Both are written into the artifact's model.json, and everything that makes
 probabilities or decisions from it uses them (serve, predict, reconcile,
 evaluate). Training runs this on its validation split when it ends.
@@ -16,6 +18,8 @@ from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.metrics import expected_calibration_error
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
+from bintally.model.export import export_onnx
+from bintally.model.flips import Flip
 from bintally.model.inference import pick_device, predict_logits
 from bintally.reconcile.fit import Targets, fit_policy
 from bintally.reconcile.policy import DecisionPolicy, RecordErrors
@@ -25,6 +29,7 @@ class CalibrateConfig(BaseModel):
     model: str
     manifest: str
     split: str = "val"  # never the test split: it is for reporting once
+    flips: list[Flip] | None = None  # test-time flips to set on the artifact first; None: keep its own
     targets: Targets = Targets()
     errors: RecordErrors = RecordErrors()
     device: str = "auto"
@@ -70,6 +75,8 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
     if cfg.split == "test":
         raise ValueError("calibrating on the test split would tune on it; use the validation split (or another held-out one)")
     artifact = load_artifact(cfg.model)
+    if cfg.flips is not None:  # the temperature and policy below are fitted with the flips in place
+        artifact.spec = artifact.spec.model_copy(update={"flips": cfg.flips})
     manifest = read_manifest(cfg.manifest)
     logits, counts = split_logits(artifact, manifest, cfg.split, cfg.device, cfg.batch_size, cfg.workers)
     known, targets = class_targets(counts, artifact.spec.classes)
@@ -92,4 +99,6 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
     )
     update = {"temperature": temperature, "calibration": report.model_dump(), "decision_policy": policy}
     write_spec(cfg.model, artifact.spec.model_copy(update=update))
+    if cfg.flips is not None and artifact.onnx_path:  # its graph was exported with the old flips
+        export_onnx(load_artifact(cfg.model), artifact.onnx_path)
     return Calibration(report=report, policy=policy)

@@ -2,7 +2,8 @@
 
     model.json          ModelSpec: name, version, creation time, backbone, head,
                         count classes, preprocessing, training config, manifest
-                        digest, test metrics
+                        digest, test metrics, temperature, decision policy,
+                        test-time flips
     model.safetensors   the weights
     model.onnx          optional, written by `bintally export`
     history.json        optional, the training run's per-epoch metrics
@@ -21,7 +22,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from bintally import storage
-from bintally.model.heads import CountModel, Head, create_model
+from bintally.model.flips import Flip, FlipAveraged
+from bintally.model.heads import Head, create_model
 from bintally.model.preprocess import Preprocess
 from bintally.reconcile.policy import DecisionPolicy
 
@@ -55,6 +57,7 @@ class ModelSpec(BaseModel):
     temperature: float = Field(1.0, gt=0)
     calibration: dict | None = None  # how the temperature was fitted: `evaluate.calibrate.CalibrationReport`
     decision_policy: DecisionPolicy | None = None  # fitted on validation; None: `DecisionPolicy()`'s defaults
+    flips: list[Flip] = []  # test-time augmentation: logits averaged over these flips too (`bintally calibrate --flips`)
 
 
 class ModelArtifact:
@@ -65,10 +68,14 @@ class ModelArtifact:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return load_safetensors(storage.read_bytes(storage.join(self.path, WEIGHTS_FILE)))
 
-    def torch_model(self, device: str = "cpu") -> CountModel:
-        """The network in eval mode, mapping [N, 3, size, size] to [N, K] logits."""
-        model = create_model(self.spec.backbone, self.spec.head, self.spec.classes, weights="none")
+    def torch_model(self, device: str = "cpu", flips: list[Flip] | None = None) -> torch.nn.Module:
+        """The model in eval mode, mapping [N, 3, size, size] to [N, K] logits: the network, averaged over the
+        artifact's test-time flips (or over `flips`, if given: [] for the bare network)."""
+        model: torch.nn.Module = create_model(self.spec.backbone, self.spec.head, self.spec.classes, weights="none")
         model.load_state_dict(self.state_dict(), strict=True)
+        flips = self.spec.flips if flips is None else flips
+        if flips:
+            model = FlipAveraged(model, flips)
         return model.eval().to(device)
 
     @property
