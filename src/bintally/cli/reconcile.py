@@ -31,6 +31,9 @@ def calibrate_cmd(
     split: Annotated[str, typer.Option(help="held-out split to fit on (never test)")] = "val",
     max_accepted_error: Annotated[float, typer.Option(help="of accepted records, at most this share wrong")] = TARGETS.max_accepted_error,
     max_false_flags: Annotated[float, typer.Option(help="of correct records, at most this share flagged")] = TARGETS.max_false_flags,
+    confidence: Annotated[
+        float | None, typer.Option(help="share of bootstrap resamples of the bins in which each target must hold")
+    ] = TARGETS.confidence,
     error_rate: Annotated[float, typer.Option(help="simulated share of wrong records")] = ERRORS.rate,
     error_sizes: Annotated[str, typer.Option(help="how far off wrong records are, SIZE:SHARE")] = ",".join(
         f"{d}:{s:g}" for d, s in ERRORS.sizes.items()
@@ -41,7 +44,7 @@ def calibrate_cmd(
     device: str = "auto",
 ) -> None:
     """Fit the temperature (probabilities) and the decision policy on validation data, into the artifact."""
-    targets = make_config(Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags)
+    targets = make_config(Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags, confidence=confidence)
     errors = make_config(RecordErrors, rate=error_rate, sizes=parse_sizes(error_sizes))
     chosen = None if flips is None else [f for f in flips.split(",") if f and f != "none"]
     cfg = make_config(

@@ -7,7 +7,8 @@ record-error model (`policy.RecordErrors`). Every possible record is enumerated
 with its weight, so the numbers are exact expectations, free of sampling noise.
 
 Fitting picks, for each accept statistic, the lowest threshold whose accepted
-records are at most `max_accepted_error` wrong, and keeps the statistic that
+records are at most `max_accepted_error` wrong (by default in 95% of bootstrap
+resamples of the labelled bins, so that the target holds beyond them), and keeps the statistic that
 accepts the most; then, for each flag statistic, the threshold that flags the
 most wrong records while flagging at most `max_false_flags` of the correct
 ones, keeping the statistic that catches the most records off by two or more.
@@ -43,9 +44,15 @@ S = TypeVar("S", bound=str)
 MIN_SUPPORT = 20  # a threshold is only trusted if at least this many simulated records pass it
 
 
+RESAMPLES = 200  # bootstrap draws of the labelled bins, for the confidence of a fitted threshold
+
+
 class Targets(BaseModel):
     max_accepted_error: float = Field(0.05, gt=0, lt=1, description="of records accepted, at most this share wrong")
     max_false_flags: float = Field(0.05, gt=0, lt=1, description="of correct records, at most this share flagged")
+    # A threshold meets a target only if it does in this share of bootstrap resamples of the labelled bins
+    # (a one-sided bound: a few hundred validation bins are noisy); None: in expectation on them.
+    confidence: float | None = Field(0.95, gt=0, lt=1)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class Records:
     stats: dict[str, np.ndarray]  # statistic name (`policy.statistics`) -> value per record
     error: np.ndarray  # |recorded - true|, 0 for a correct record
     weight: np.ndarray  # its share of the simulated population (sums to 1)
+    bin: np.ndarray  # the labelled bin it was made from (index into the bins given to `simulate`)
 
 
 def simulate(probabilities: np.ndarray, true_counts: Sequence[int], classes: Sequence[int], errors: RecordErrors) -> Records:
@@ -68,7 +76,15 @@ def simulate(probabilities: np.ndarray, true_counts: Sequence[int], classes: Seq
         stats=statistics(probabilities[bins], recorded, classes, errors),
         error=np.abs(values[recorded] - values[truth[bins]]),
         weight=q[truth[bins], recorded] / len(truth),
+        bin=bins,
     )
+
+
+def resampled_weights(records: Records, draws: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """[draws, R]: each record's weight when the labelled bins are drawn again, with replacement (bootstrap)."""
+    n = int(records.bin.max()) + 1
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=draws)  # [draws, bins]
+    return records.weight * counts[:, records.bin]
 
 
 class Outcome(BaseModel):
@@ -104,37 +120,48 @@ def outcome(records: Records, policy: DecisionPolicy) -> Outcome:
     )
 
 
-def accept_curve(records: Records, statistic: AcceptStatistic) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def accept_curve(
+    records: Records, statistic: AcceptStatistic, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each candidate accept threshold (each distinct value, high to low): the threshold, the share
-    accepted, the share of accepted records that are wrong, and how many records pass."""
+    accepted, the share of accepted records that are wrong, and how many records pass. `weight` ([R], or
+    [draws, R] for resamples, giving [draws, T] rates) replaces the records' own."""
     values = records.stats[statistic]
     order = np.argsort(-values, kind="stable")
-    v, w, wrong = values[order], records.weight[order], (records.error[order] > 0)
+    v, wrong = values[order], (records.error[order] > 0)
+    w = (records.weight if weight is None else weight)[..., order]
     last = np.r_[v[1:] != v[:-1], True]  # the last record of each run of equal values
-    accepted = np.cumsum(w)[last]
-    return v[last], accepted, np.cumsum(w * wrong)[last] / accepted, np.arange(1, len(v) + 1)[last]
+    accepted = np.cumsum(w, axis=-1)[..., last]
+    error = np.cumsum(w * wrong, axis=-1)[..., last] / np.maximum(accepted, 1e-12)
+    return v[last], accepted, error, np.arange(1, len(v) + 1)[last]
 
 
 def flag_curve(
-    records: Records, statistic: FlagStatistic, accepted: np.ndarray | None = None
+    records: Records, statistic: FlagStatistic, accepted: np.ndarray | None = None, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each candidate flag threshold, flagging more and more: the threshold, the false-flag rate, the recall
     of records off by two or more, and how many records pass. Records in `accepted` are never flagged (accepting
-    comes first), so they count in the rates' totals but are never caught."""
+    comes first), so they count in the rates' totals but are never caught. `weight` as in `accept_curve`."""
     values = records.stats[statistic]
     order = np.argsort(values if statistic in LOW_MEANS_WRONG else -values, kind="stable")
-    v, w, error = values[order], records.weight[order], records.error[order]
+    v, error = values[order], records.error[order]
+    w = (records.weight if weight is None else weight)[..., order]
     flaggable = w if accepted is None else w * ~accepted[order]
     last = np.r_[v[1:] != v[:-1], True]
-    false_flags = np.cumsum(flaggable * (error == 0))[last] / max((w * (error == 0)).sum(), 1e-12)
-    recall = np.cumsum(flaggable * (error >= FAR))[last] / max((w * (error >= FAR)).sum(), 1e-12)
+    correct, far = (error == 0), (error >= FAR)
+    false_flags = np.cumsum(flaggable * correct, axis=-1)[..., last] / np.maximum((w * correct).sum(-1, keepdims=True), 1e-12)
+    recall = np.cumsum(flaggable * far, axis=-1)[..., last] / np.maximum((w * far).sum(-1, keepdims=True), 1e-12)
     return v[last], false_flags, recall, np.arange(1, len(v) + 1)[last]
 
 
-def fit_accept(records: Records, statistic: AcceptStatistic, max_error: float) -> tuple[float | None, float]:
-    """The lowest threshold (the most records accepted) whose accepted records meet `max_error`, and the share
-    it accepts; (None, 0) if none does."""
+def fit_accept(
+    records: Records, statistic: AcceptStatistic, max_error: float, confidence: float | None = None
+) -> tuple[float | None, float]:
+    """The lowest threshold (the most records accepted) whose accepted records meet `max_error` (in expectation,
+    or in `confidence` of bootstrap resamples), and the share it accepts; (None, 0) if none does."""
     thresholds, accepted, error, support = accept_curve(records, statistic)
+    if confidence is not None:
+        error = np.quantile(accept_curve(records, statistic, resampled_weights(records))[2], confidence, axis=0)
     ok = (error <= max_error) & (support >= MIN_SUPPORT)
     if not ok.any():
         return None, 0.0
@@ -143,11 +170,18 @@ def fit_accept(records: Records, statistic: AcceptStatistic, max_error: float) -
 
 
 def fit_flag(
-    records: Records, statistic: FlagStatistic, max_false_flags: float, accepted: np.ndarray | None = None
+    records: Records,
+    statistic: FlagStatistic,
+    max_false_flags: float,
+    accepted: np.ndarray | None = None,
+    confidence: float | None = None,
 ) -> tuple[float | None, float]:
-    """The threshold that flags the most records within `max_false_flags`, and its recall of records off by 2+
-    (records in `accepted` are never flagged)."""
+    """The threshold that flags the most records within `max_false_flags` (in expectation, or in `confidence` of
+    bootstrap resamples), and its recall of records off by 2+ (records in `accepted` are never flagged)."""
     thresholds, false_flags, recall, support = flag_curve(records, statistic, accepted)
+    if confidence is not None:
+        resampled = flag_curve(records, statistic, accepted, resampled_weights(records))[1]
+        false_flags = np.quantile(resampled, confidence, axis=0)
     ok = (false_flags <= max_false_flags) & (support >= MIN_SUPPORT)
     if not ok.any():
         return None, 0.0
@@ -186,10 +220,10 @@ def fit_policy(
     """The decision policy that meets `targets` on these labelled bins, with its report in `fitted`
     (choosing among the statistics given: fewer, to measure what the others add)."""
     records = simulate(probabilities, true_counts, classes, errors)
-    accepting = {s: fit_accept(records, s, targets.max_accepted_error) for s in accept_statistics}
+    accepting = {s: fit_accept(records, s, targets.max_accepted_error, targets.confidence) for s in accept_statistics}
     accept_statistic = best_of(accepting, accept_statistics)
     accepted = accepts(records.stats[accept_statistic], accepting[accept_statistic][0])
-    flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted) for s in flag_statistics}
+    flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted, targets.confidence) for s in flag_statistics}
     flag_statistic = best_of(flagging, flag_statistics)
     notes = []
     if accepting[accept_statistic][0] is None:
