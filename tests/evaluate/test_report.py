@@ -93,10 +93,11 @@ def test_training_fitted_the_temperature_and_policy_and_calibrate_refits_them(ev
     run, _ = evaluated
     spec = load_artifact(str(run)).spec
     assert spec.calibration["split"] == "val" and spec.decision_policy is not None
-    assert spec.decision_policy.fitted["targets"] == {"max_accepted_error": 0.05, "max_false_flags": 0.05}
-    result = invoke("calibrate", str(run), str(small_manifest), "--max-accepted-error", "0.2", "--error-rate", "0.3")
+    assert spec.decision_policy.fitted["targets"] == {"max_accepted_error": 0.05, "max_false_flags": 0.05, "confidence": 0.95}
+    args = ["--max-accepted-error", "0.2", "--error-rate", "0.3", "--confidence", "0.9"]
+    result = invoke("calibrate", str(run), str(small_manifest), *args)
     refit = load_artifact(str(run)).spec
-    assert refit.decision_policy.fitted["targets"]["max_accepted_error"] == 0.2
+    assert refit.decision_policy.fitted["targets"] == {"max_accepted_error": 0.2, "max_false_flags": 0.05, "confidence": 0.9}
     assert refit.decision_policy.fitted["errors"]["rate"] == 0.3
     assert refit.temperature == pytest.approx(spec.temperature)  # same data, same model: the same fit
     assert "temperature" in result.output and "policy:" in result.output
