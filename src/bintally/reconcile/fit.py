@@ -155,13 +155,15 @@ def flag_curve(
 
 
 def fit_accept(
-    records: Records, statistic: AcceptStatistic, max_error: float, confidence: float | None = None
+    records: Records, statistic: AcceptStatistic, max_error: float, confidence: float | None = None, resampled: np.ndarray | None = None
 ) -> tuple[float | None, float]:
     """The lowest threshold (the most records accepted) whose accepted records meet `max_error` (in expectation,
-    or in `confidence` of bootstrap resamples), and the share it accepts; (None, 0) if none does."""
+    or in `confidence` of bootstrap resamples: `resampled`, drawn here if not given), and the share it accepts;
+    (None, 0) if none does."""
     thresholds, accepted, error, support = accept_curve(records, statistic)
     if confidence is not None:
-        error = np.quantile(accept_curve(records, statistic, resampled_weights(records))[2], confidence, axis=0)
+        weights = resampled_weights(records) if resampled is None else resampled
+        error = np.quantile(accept_curve(records, statistic, weights)[2], confidence, axis=0)
     ok = (error <= max_error) & (support >= MIN_SUPPORT)
     if not ok.any():
         return None, 0.0
@@ -175,13 +177,15 @@ def fit_flag(
     max_false_flags: float,
     accepted: np.ndarray | None = None,
     confidence: float | None = None,
+    resampled: np.ndarray | None = None,
 ) -> tuple[float | None, float]:
     """The threshold that flags the most records within `max_false_flags` (in expectation, or in `confidence` of
-    bootstrap resamples), and its recall of records off by 2+ (records in `accepted` are never flagged)."""
+    bootstrap resamples, as in `fit_accept`), and its recall of records off by 2+ (records in `accepted` are
+    never flagged)."""
     thresholds, false_flags, recall, support = flag_curve(records, statistic, accepted)
     if confidence is not None:
-        resampled = flag_curve(records, statistic, accepted, resampled_weights(records))[1]
-        false_flags = np.quantile(resampled, confidence, axis=0)
+        weights = resampled_weights(records) if resampled is None else resampled
+        false_flags = np.quantile(flag_curve(records, statistic, accepted, weights)[1], confidence, axis=0)
     ok = (false_flags <= max_false_flags) & (support >= MIN_SUPPORT)
     if not ok.any():
         return None, 0.0
@@ -220,10 +224,11 @@ def fit_policy(
     """The decision policy that meets `targets` on these labelled bins, with its report in `fitted`
     (choosing among the statistics given: fewer, to measure what the others add)."""
     records = simulate(probabilities, true_counts, classes, errors)
-    accepting = {s: fit_accept(records, s, targets.max_accepted_error, targets.confidence) for s in accept_statistics}
+    c, resampled = targets.confidence, resampled_weights(records) if targets.confidence is not None else None  # drawn once
+    accepting = {s: fit_accept(records, s, targets.max_accepted_error, c, resampled) for s in accept_statistics}
     accept_statistic = best_of(accepting, accept_statistics)
     accepted = accepts(records.stats[accept_statistic], accepting[accept_statistic][0])
-    flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted, targets.confidence) for s in flag_statistics}
+    flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted, c, resampled) for s in flag_statistics}
     flag_statistic = best_of(flagging, flag_statistics)
     notes = []
     if accepting[accept_statistic][0] is None:
