@@ -13,12 +13,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 from torch.utils.data import DataLoader
 
+from bintally import storage
 from bintally.data.dataset import BinDataset
+from bintally.data.images import decode_image
 from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.metrics import expected_calibration_error
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
-from bintally.model.export import export_onnx
+from bintally.model.export import CHECK_IMAGES, export_onnx
 from bintally.model.flips import Flip
 from bintally.model.inference import pick_device, predict_logits
 from bintally.reconcile.fit import Targets, fit_policy
@@ -97,8 +99,10 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
     policy = fit_policy(
         softmax(logits, temperature), counts.tolist(), artifact.spec.classes, cfg.targets, cfg.errors, cfg.split, manifest.digest()
     )
+    if cfg.flips is not None and artifact.onnx_path:
+        # Its graph holds the old flips: export (checked on photos of this split) before the spec says otherwise.
+        photos = [decode_image(storage.read_bytes(r.uri)) for r in manifest.split(cfg.split)[:CHECK_IMAGES]]
+        export_onnx(artifact, artifact.onnx_path, photos)
     update = {"temperature": temperature, "calibration": report.model_dump(), "decision_policy": policy}
     write_spec(cfg.model, artifact.spec.model_copy(update=update))
-    if cfg.flips is not None and artifact.onnx_path:  # its graph was exported with the old flips
-        export_onnx(load_artifact(cfg.model), artifact.onnx_path)
     return Calibration(report=report, policy=policy)
