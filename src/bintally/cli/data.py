@@ -75,7 +75,7 @@ def fetch_cmd(
     """Copy a subset of an ABID root (e.g. s3://aft-vbi-pds/) to a local cache: parallel, retried, resumable."""
     chosen = _subset(subset, counts, limit, per_count, ids)
     with progress("fetching") as update:
-        result = fetch(AbidRoot(source, endpoint_url), out, chosen, workers=workers, on_progress=lambda done, total: update(done, total))
+        result = fetch(AbidRoot(source, endpoint_url), out, chosen, workers=workers, on_progress=update)
     console.print(
         f"selected {result.selected:,} bins: downloaded {result.downloaded:,} files, skipped {result.skipped:,} already here, "
         f"{len(result.failed):,} problems (see {out}/fetch.report.json)"

@@ -94,7 +94,7 @@ def predict_cmd(
         endpoint_url=endpoint_url,
     )
     with progress("scoring") as update, reported_errors():
-        summary = predict(cfg, on_progress=lambda done, total: update(done, total))
+        summary = predict(cfg, on_progress=update)
     console.print(
         f"{summary.found:,} photos: {summary.scored:,} scored, {summary.failed:,} unreadable (see the error column), "
         f"{summary.skipped:,} already in {summary.out}"

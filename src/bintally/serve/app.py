@@ -170,17 +170,19 @@ async def or_error(answer: Awaitable[BaseModel]) -> BaseModel:
         return err.response()
 
 
+BINARY = {"schema": {"type": "string", "format": "binary"}}  # an image body as it is, in OpenAPI
+
+
 def body_openapi(ref: type[ImageRef]) -> dict:
     """The OpenAPI request body of a route that takes one photo, or JSON naming one or a batch of `ref`s."""
-    binary = {"schema": {"type": "string", "format": "binary"}}
     batch = {"type": "object", "properties": {"instances": {"type": "array", "items": ref.model_json_schema()}}}
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "image/jpeg": binary,
-                "image/png": binary,
-                "multipart/form-data": {"schema": {"type": "object", "properties": {"file": binary["schema"]}}},
+                "image/jpeg": BINARY,
+                "image/png": BINARY,
+                "multipart/form-data": {"schema": {"type": "object", "properties": {"file": BINARY["schema"]}}},
                 "application/json": {"schema": {"oneOf": [ImageRef.model_json_schema(), batch]}},
             },
         }
@@ -189,8 +191,7 @@ def body_openapi(ref: type[ImageRef]) -> dict:
 
 def invocations_openapi() -> dict:
     """The SageMaker body: a JPEG (or PNG) as it is, or `{"s3_uri"}`."""
-    binary = {"schema": {"type": "string", "format": "binary"}}
-    content = {"image/jpeg": binary, "image/png": binary, "application/json": {"schema": inputs.S3Only.model_json_schema()}}
+    content = {"image/jpeg": BINARY, "image/png": BINARY, "application/json": {"schema": inputs.S3Only.model_json_schema()}}
     return {"requestBody": {"required": True, "content": content}}
 
 
