@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from bintally.data.abid import AbidRoot
-from bintally.data.manifest import build_manifest, write_manifest
+from bintally.data.manifest import Manifest, ManifestBuild, build_manifest, read_manifest, write_manifest
 from bintally.data.subset import Subset
 from bintally.evaluate.report import evaluate
 from bintally.hardware import hardware
@@ -39,11 +39,27 @@ PRESETS = {
     "cpu-small": {"image_size": 128, "epochs": 5, "limit_train": 600, "limit_val": 200, "batch_size": 32, "workers": 2, "device": "cpu"},
     "cpu-full": {"image_size": 160, "epochs": 8, "limit_val": 400, "batch_size": 32, "workers": 2, "device": "cpu"},
     "gpu": {"image_size": 224, "epochs": 20, "batch_size": 64, "workers": 8, "device": "cuda"},
+    # For comparing levers on validation (--validation-only): all training photos, the whole val split, ~20 min a run.
+    "cpu-screen": {"image_size": 160, "epochs": 6, "batch_size": 32, "workers": 2, "device": "cpu"},
 }
 RECIPES = {"original": TRAIN_RECIPES["original"], "best": TRAIN_RECIPES["default"]}
-# Levers on top of the best recipe; each run also records what it needs to compare on validation (e.g. EMA vs raw weights).
-RECIPES["best-ema"] = {**RECIPES["best"], "ema_decay": 0.998}
+# Levers on top of the best recipe, one change each, named best-LEVER. Compare them on validation
+# (--validation-only), combine the winners, then score the combination once on test.
+LEVERS = {
+    "ema": {"ema_decay": 0.998},  # the raw weights are validated beside the EMA in the same run
+    "warmup": {"warmup_epochs": 1},
+    "sigma-0.5": {"ordinal_sigma": 0.5},
+    "sigma-1.0": {"ordinal_sigma": 1.0},
+    "classify-smoothing-0.1": {"head": "classify", "label_smoothing": 0.1},  # label smoothing instead of ordinal labels
+    "augment-0.5": {"augment_strength": 0.5},
+    "augment-1.5": {"augment_strength": 1.5},
+    "lite1": {"backbone": "tf_efficientnet_lite1"},
+    "lite2": {"backbone": "tf_efficientnet_lite2"},
+    "extra-counts": {},  # the same recipe, trained also on the sample's count 0 and 6-10 bins (EXTRA_COUNTS)
+}
+RECIPES |= {f"best-{lever}": {**RECIPES["best"], **change} for lever, change in LEVERS.items()}
 COUNTS = (1, 5)
+EXTRA_COUNTS = {"best-extra-counts": (0, 10)}  # recipe -> the counts its training rows may have (val and test stay 1-5)
 
 
 def manifest_for(data: Path, out: Path) -> str:
@@ -54,36 +70,60 @@ def manifest_for(data: Path, out: Path) -> str:
     return str(path)
 
 
-def run_recipe(name: str, manifest: str, out: Path, preset: dict) -> dict:
+def extended_manifest(data: Path, out: Path, counts: tuple[int, int]) -> str:
+    """The counts 1-5 manifest plus the training-split bins of the other `counts`: more photos to learn
+    from, the same val and test bins (splits come from the bin id, so they agree with the 1-5 manifest)."""
+    path = out / f"manifest-train-counts{counts[0]}-{counts[1]}.parquet"
+    if not path.exists():
+        base = read_manifest(manifest_for(data, out))
+        wider = build_manifest(AbidRoot(str(data)), Subset(counts=counts), seed=0).manifest
+        known = {r.id for r in base.rows}
+        extra = [r for r in wider.rows if r.split == "train" and not COUNTS[0] <= r.count <= COUNTS[1] and r.id not in known]
+        write_manifest(ManifestBuild(manifest=Manifest(rows=base.rows + extra), problems=[]), str(path))
+    return str(path)
+
+
+def run_recipe(name: str, manifest: str, out: Path, preset: dict, validation_only: bool) -> dict:
     cfg = TrainConfig(**preset, **RECIPES[name], patience=preset["epochs"])  # fixed epochs; best val epoch kept
     run = out / name
     started = time.monotonic()
     result = train(manifest, str(run), cfg, resume=True)  # resumes an interrupted benchmark
     minutes = (time.monotonic() - started) / 60
-    test = evaluate(str(run), manifest, str(out / f"{name}-report"), split="test", device=preset["device"], workers=preset["workers"])
-    return {
+    row = {
         "recipe": name,
         "config": cfg.model_dump(mode="json"),
+        "manifest": manifest,
         "best_epoch": result.best_epoch,
         "validation": result.best_val,
         "history": result.history,
         "train_minutes": minutes,
-        "test": test.metrics,
     }
+    if validation_only:
+        return row
+    test = evaluate(str(run), manifest, str(out / f"{name}-report"), split="test", device=preset["device"], workers=preset["workers"])
+    return row | {"test": test.metrics}
 
 
 def table(rows: list[dict]) -> str:
-    """One line per run: the best epoch's validation accuracy (what selected it) and the test split, scored once."""
+    """One line per run: the best epoch's validation scores (what selected it) and the test split, scored once
+    (blank for runs that compared levers on validation only)."""
     counts = [str(c) for c in range(COUNTS[0], COUNTS[1] + 1)]
-    head = "| recipe | setting | val acc | accuracy | +-1 | RMSE | MAE | " + " | ".join(f"count {c}" for c in counts) + " | train min |"
-    lines = [head, "| --- " * (8 + len(counts)) + "|"]
+    head = (
+        "| recipe | setting | val acc | val +-1 | val RMSE | test acc | +-1 | RMSE | MAE | "
+        + " | ".join(f"count {c}" for c in counts)
+        + " | train min |"
+    )
+    lines = [head, "| --- " * (10 + len(counts)) + "|"]
     for r in rows:
-        m = r["test"]
-        per_count = " | ".join(f"{m['per_count'].get(c, float('nan')):.1%}" for c in counts)
-        lines.append(
-            f"| {r['recipe']} | {r.get('setting', '')} | {r['validation'].get('accuracy', float('nan')):.1%} | {m['accuracy']:.1%} "
-            f"| {m['within_one']:.1%} | {m['rmse']:.2f} | {m['mae']:.2f} | {per_count} | {r['train_minutes']:.1f} |"
-        )
+        v = r["validation"]
+        scored = [f"{v['accuracy']:.1%}", f"{v['within_one']:.1%}", f"{v['rmse']:.2f}"]
+        m = r.get("test")
+        if m:
+            per_count = [f"{m['per_count'].get(c, float('nan')):.1%}" for c in counts]
+            scored += [f"{m['accuracy']:.1%}", f"{m['within_one']:.1%}", f"{m['rmse']:.2f}", f"{m['mae']:.2f}", *per_count]
+        else:
+            scored += [""] * (4 + len(counts))
+        lines.append(f"| {r['recipe']} | {r.get('setting', '')} | " + " | ".join(scored) + f" | {r['train_minutes']:.1f} |")
     return "\n".join(lines)
 
 
@@ -118,6 +158,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None, help="override the preset's")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
+    parser.add_argument("--validation-only", action="store_true", help="compare on validation; do not score the test split")
     parser.add_argument("--table", action="store_true", help="only print the table of every result file in benchmarks/results/")
     args = parser.parse_args()
     if args.table:
@@ -131,12 +172,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(args.data, args.out)
     started = time.monotonic()
-    rows = [run_recipe(name, manifest, out, preset) | {"setting": setting} for name in args.recipes]
+    rows = []
+    for name in args.recipes:
+        data = extended_manifest(args.data, args.out, EXTRA_COUNTS[name]) if name in EXTRA_COUNTS else manifest
+        rows.append(run_recipe(name, data, out, preset, args.validation_only) | {"setting": setting})
     summary = "\n".join([table(rows), *ema_comparison(rows)])
     machine, minutes = hardware(), (time.monotonic() - started) / 60
-    print(f"{setting} on {machine.describe()}, test split of {rows[0]['test']['n']:,} bins, {minutes:.1f} min in all")
+    scored = "validation only" if args.validation_only else f"test split of {rows[0]['test']['n']:,} bins"
+    print(f"{setting} on {machine.describe()}, {scored}, {minutes:.1f} min in all")
     print(summary)
-    path = args.json or RESULTS / f"accuracy-{setting}.json"
+    path = args.json or RESULTS / f"accuracy-{setting}-{'+'.join(args.recipes)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "setting": setting,

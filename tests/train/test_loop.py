@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bintally.cli import app
 from bintally.model.artifact import load_artifact
 from bintally.train.config import TrainConfig
-from bintally.train.loop import CHECKPOINT_FILE, Trainer, train
+from bintally.train.loop import CHECKPOINT_FILE, Trainer, train, warmup_cosine
 
 
 def scripted_validation(monkeypatch, accuracies: list[float]) -> list[dict]:
@@ -192,3 +192,13 @@ def test_kill_and_resume_matches_an_uninterrupted_run(small_manifest, tiny_args,
     ours, theirs = load_artifact(str(run)).state_dict(), load_artifact(str(tmp_path / "reference")).state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     assert Path(run / "model.json").exists() and not list(run.glob("*.part-*"))
+
+
+def test_warmup_rises_linearly_then_the_cosine_falls_to_zero():
+    """Tried: 4 warm-up steps of 20. Must hold: the factor climbs to 1 by the end of the warm-up, then only falls, to 0."""
+    factor = warmup_cosine(4, 20)
+    rising = [factor(s) for s in range(5)]
+    falling = [factor(s) for s in range(4, 21)]
+    assert rising == sorted(rising) and rising[0] == pytest.approx(0.2) and rising[-1] == pytest.approx(1.0)
+    assert falling == sorted(falling, reverse=True) and falling[-1] == pytest.approx(0.0)
+    assert warmup_cosine(0, 20)(0) == pytest.approx(1.0)  # no warm-up: the plain cosine from the full rate

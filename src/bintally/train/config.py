@@ -33,6 +33,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)  # the head's; the backbone's is lr * backbone_lr_scale
     backbone_lr_scale: float = Field(0.1, gt=0, le=1)
     weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up from 0 over this many epochs, then cosine decay to 0
     augment: Augment = "count_safe"
     augment_strength: float = Field(1.0, ge=0, le=2)
     ordinal_sigma: float = Field(0.7, gt=0)

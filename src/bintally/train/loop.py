@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -151,6 +152,18 @@ def backbone_trainable(cfg: TrainConfig, epoch: int) -> bool:
     return cfg.strategy == "full" or (cfg.strategy == "staged" and epoch >= cfg.staged_head_epochs)
 
 
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """The learning rate's factor after `step` optimiser steps: linear warm-up, then a cosine to 0 at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        done = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+    return factor
+
+
 class Trainer:
     """One run: model, optimiser and schedule, on one rank."""
 
@@ -171,7 +184,8 @@ class Trainer:
             weight_decay=cfg.weight_decay,
         )
         self.steps_per_epoch = len(self.train_loader(0))
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs * self.steps_per_epoch)
+        schedule = warmup_cosine(round(cfg.warmup_epochs * self.steps_per_epoch), cfg.epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay, use_warmup=True, warmup_power=3 / 4) if cfg.ema_decay else None
 
     @property
