@@ -23,7 +23,7 @@ def test_the_cpu_is_named_with_its_speed_flags_as_proc_cpuinfo_lists_them():
 def test_auto_precision_uses_bf16_on_cuda_and_on_cpus_with_native_bf16_only(monkeypatch, flags, native):
     """Tried: CPUs with and without native bf16 (AMX or AVX-512 BF16). Must hold: auto picks bf16 exactly where it
     is native or on CUDA; an explicit precision is always honoured."""
-    monkeypatch.setattr(hw, "hardware", lambda: hw.Hardware(cpu="test CPU", cores=2, flags=flags))
+    monkeypatch.setattr(hw, "cpu", lambda: hw.Hardware(cpu="test CPU", cores=2, flags=flags))
     assert uses_bf16("auto", torch.device("cpu")) is native
     assert uses_bf16("auto", torch.device("cuda", 0)) is True
     assert uses_bf16("fp32", torch.device("cuda", 0)) is False and uses_bf16("bf16", torch.device("cpu")) is True

@@ -15,7 +15,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 # The flags (as /proc/cpuinfo names them) that change how fast bintally's models run.
-SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+SPEED_FLAGS = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+INT8_FLAGS = {"avx_vnni", "avx512_vnni", "amx_int8"}  # int8 dot products in one instruction
 
 
 class Hardware(BaseModel):
@@ -40,20 +41,31 @@ def _cpuinfo() -> dict[str, str]:
 
 
 @cache
-def hardware() -> Hardware:
-    import torch
-
+def cpu() -> Hardware:
+    """The CPU alone (imports no torch: the serving install has none)."""
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return Hardware(
         cpu=info.get("model name") or platform.processor() or platform.machine(),
         cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
         flags=[f for f in SPEED_FLAGS if f in flags],
-        gpu=gpu,
     )
+
+
+@cache
+def hardware() -> Hardware:
+    """The CPU and the first CUDA device, if torch sees one."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return cpu().model_copy(update={"gpu": gpu})
 
 
 def bf16_is_native() -> bool:
     """Whether this CPU computes bf16 in hardware (AMX or AVX-512 BF16); elsewhere bf16 autocast is 5-20x slower."""
-    return bool({"amx_bf16", "avx512_bf16"} & set(hardware().flags))
+    return bool({"amx_bf16", "avx512_bf16"} & set(cpu().flags))
+
+
+def int8_is_fast() -> bool:
+    """Whether this CPU has int8 dot-product instructions (VNNI or AMX), where int8 inference pays."""
+    return bool(INT8_FLAGS & set(cpu().flags))

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
-from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor, score
+from bintally.model.predictor import Backend, CountScore, Precision, Predictor, load_predictor, score
 from bintally.model.preprocess import Preprocess, prepare
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -35,6 +35,7 @@ class PredictConfig(BaseModel):
     inputs: list[str] = Field(min_length=1)
     out: str  # a local CSV path: it is appended to batch by batch
     backend: Backend = "onnx"
+    precision: Precision = "auto"
     batch_size: int = Field(32, ge=1)
     workers: int = Field(4, ge=1)
     endpoint_url: str | None = None
@@ -136,7 +137,7 @@ def _read_ahead(pool: ThreadPoolExecutor, batches: Iterable[list[str]], load: Ca
 def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda done, total: None) -> PredictSummary:
     if storage.is_remote(cfg.out):
         raise ValueError("--out must be a local path: the CSV is appended to after every batch")
-    predictor = load_predictor(cfg.model, cfg.backend)
+    predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
     header = columns(predictor.spec.classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
     done = resume(cfg.out, header)

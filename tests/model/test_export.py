@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -35,3 +36,12 @@ def test_mismatch_above_limit_fails_and_writes_nothing(small_artifact, bin_photo
     with pytest.raises(export.ExportMismatch, match="5.00e-01"):
         export.export_onnx(load_artifact(small_artifact), str(out), check_images=bin_photos[:2])
     assert not out.exists()
+
+
+def test_same_padding_is_exported_as_constants(small_artifact, bin_photos, tmp_path):
+    """Tried: export the TF-'same'-padded Lite0. Must hold: no run-time shape arithmetic before its stride-2
+    convolutions (no Shape or Ceil op, which the int8 quantiser would quantise), and the same logits as PyTorch."""
+    out = tmp_path / "model.onnx"
+    assert export.export_onnx(load_artifact(small_artifact), str(out), check_images=bin_photos[:2]) <= export.MAX_ABS_DIFF
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "Conv" in ops and not ops & {"Shape", "Ceil"}

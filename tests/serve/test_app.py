@@ -8,6 +8,7 @@ import io
 import json
 import re
 import select
+import shutil
 import socket
 import time
 
@@ -19,9 +20,10 @@ import torch
 from PIL import Image
 
 from bintally.data.images import decode_image
-from bintally.model.artifact import load_artifact
+from bintally.model.artifact import load_artifact, write_spec
 from bintally.model.calibration import softmax
 from bintally.model.preprocess import prepare
+from bintally.model.quantize import Int8Config, export_int8
 
 KEY = "serve-test-key"
 JPEG = {"content-type": "image/jpeg"}
@@ -210,6 +212,7 @@ def test_operational_routes(client, photo):
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz").json()
     assert ready["model"] == {"name": "small-test", "version": "1"} and ready["backend"] == "onnx"
+    assert ready["precision"] == "fp32"  # the test artifact has no int8 graph
     assert client.get("/docs").status_code == 200
     assert "/v1/count" in client.get("/openapi.json").json()["paths"]
     metrics = client.get("/metrics").text
@@ -249,6 +252,22 @@ def test_onnx_and_torch_backends_agree(start_server, open_server, photos):
         torch = httpx.post(f"{torch_server.url}/v1/count", content=data, headers=JPEG).json()
         assert onnx["count"] == torch["count"]
         assert list(onnx["probabilities"].values()) == pytest.approx(list(torch["probabilities"].values()), abs=1e-4)
+
+
+def test_an_int8_server_answers_like_the_fp32_one(start_server, open_server, artifact_dir, small_manifest, photos, tmp_path):
+    """Tried: the test model quantised to int8, served with --precision int8. Must hold: /readyz says int8, and every
+    real photo gets a 200 with probabilities near the fp32 server's (an untrained head: within 0.5)."""
+    model = str(tmp_path / "model")
+    shutil.copytree(artifact_dir, model)
+    write_spec(model, load_artifact(model).spec.model_copy(update={"train_config": {"manifest": str(small_manifest)}}))
+    export_int8(load_artifact(model), Int8Config(calibration_photos=8, check_photos=8, max_accuracy_drop=1.0))
+    int8_server = start_server(model=model, precision="int8")
+    assert httpx.get(f"{int8_server.url}/readyz").json()["precision"] == "int8"
+    for data in photos.values():
+        int8 = httpx.post(f"{int8_server.url}/v1/count", content=data, headers=JPEG)
+        fp32 = httpx.post(f"{open_server.url}/v1/count", content=data, headers=JPEG).json()
+        assert int8.status_code == 200
+        assert list(int8.json()["probabilities"].values()) == pytest.approx(list(fp32["probabilities"].values()), abs=0.5)
 
 
 async def _burst(url: str, bodies: list[bytes]) -> list[httpx.Response]:

@@ -22,7 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bintally.model.backbones import WeightsError
 from bintally.model.export import ExportMismatch
-from bintally.model.predictor import Backend
+from bintally.model.predictor import Backend, Precision
+from bintally.model.quantize import Int8Mismatch
 from bintally.train.loop import TrainingDiverged
 
 app = typer.Typer(
@@ -35,13 +36,14 @@ console = Console(stderr=True)
 
 # Failures that are the input's or the environment's fault (TuneError, SpaceError, ArtifactError and
 # ImageError are ValueErrors).
-CLEAR_ERRORS = (ValueError, OSError, WeightsError, TrainingDiverged, ExportMismatch)
+CLEAR_ERRORS = (ValueError, OSError, WeightsError, TrainingDiverged, ExportMismatch, Int8Mismatch)
 
 C = TypeVar("C", bound=BaseModel)
 
 # Options several commands take, defined once.
 EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", help="S3-compatible endpoint (default: AWS)")]
 BackendOpt = Annotated[Backend, typer.Option(help="onnx (fast on CPU) or torch")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="auto (int8 where the model has it and the CPU has VNNI/AMX) | fp32 | int8")]
 MaxPixelsOpt = Annotated[int, typer.Option(help="refuse photos with more pixels (decompression bombs)")]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bintally.cli.app import BackendOpt, EndpointOpt, app, console, make_config, reported_errors
+from bintally.cli.app import BackendOpt, EndpointOpt, PrecisionOpt, app, console, make_config, reported_errors
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.reconcile.fit import Targets
 from bintally.reconcile.policy import RecordErrors
@@ -85,6 +85,7 @@ def reconcile_cmd(
     ] = None,
     audited: Annotated[str | None, typer.Option(help="CSV of id,true_quantity from people's recounts")] = None,
     backend: BackendOpt = "onnx",
+    precision: PrecisionOpt = "auto",
     endpoint_url: EndpointOpt = None,
 ) -> None:
     """Decide for each record: accept, review (a person counts the bin) or mismatch."""
@@ -98,6 +99,7 @@ def reconcile_cmd(
         mismatch_at=mismatch_at,
         audited=audited,
         backend=backend,
+        precision=precision,
         endpoint_url=endpoint_url,
     )
     with reported_errors(), console.status("scoring photos"):

@@ -10,6 +10,7 @@ from bintally.cli.app import (
     BackendOpt,
     EndpointOpt,
     MaxPixelsOpt,
+    PrecisionOpt,
     app,
     console,
     make_config,
@@ -32,6 +33,7 @@ def serve_cmd(
     host: str = "127.0.0.1",
     port: int = 8080,
     backend: BackendOpt = "onnx",
+    precision: PrecisionOpt = "auto",
     api_key_file: Annotated[str | None, typer.Option(help="file of API keys, one per line")] = None,
     allow_uri_prefix: Annotated[list[str] | None, typer.Option(help="URI prefix requests may name (repeatable)")] = None,
     allow_private_hosts: Annotated[bool, typer.Option(help="let `url` reach private-network hosts")] = False,
@@ -55,6 +57,7 @@ def serve_cmd(
         ServeConfig,
         model=model,
         backend=backend,
+        precision=precision,
         api_key_file=api_key_file,
         allow_uri_prefixes=allow_uri_prefix or [],
         allow_private_hosts=allow_private_hosts,
@@ -65,7 +68,7 @@ def serve_cmd(
         accept_at=accept_at,
         mismatch_at=mismatch_at,
     )
-    console.print(f"serving {model} on http://{host}:{port}/ ({backend}); open it in a browser to count a photo")
+    console.print(f"serving {model} on http://{host}:{port}/ ({backend}, precision {precision}); open it in a browser to count a photo")
     with reported_errors():
         run(cfg, host, port, max_connections)
 
@@ -76,6 +79,7 @@ def predict_cmd(
     inputs: Annotated[list[str], typer.Argument(help="photos, folders, globs or s3:// prefixes")],
     out: Annotated[str, typer.Option("--out", help="CSV to write (local); rerun to resume")],
     backend: BackendOpt = "onnx",
+    precision: PrecisionOpt = "auto",
     batch_size: Annotated[int, typer.Option(min=1)] = PREDICT["batch_size"].default,
     workers: Annotated[int, typer.Option(min=1, help="threads reading and decoding photos")] = PREDICT["workers"].default,
     max_pixels: MaxPixelsOpt = PREDICT["max_pixels"].default,
@@ -88,6 +92,7 @@ def predict_cmd(
         inputs=inputs,
         out=out,
         backend=backend,
+        precision=precision,
         batch_size=batch_size,
         workers=workers,
         max_pixels=max_pixels,

@@ -12,16 +12,18 @@ import yaml
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import app, console, progress, reported_errors
+from bintally.cli.app import app, console, make_config, progress, reported_errors
 from bintally.data.images import decode_image
 from bintally.evaluate.report import evaluate
-from bintally.model.artifact import load_artifact
+from bintally.model.artifact import INT8_FILE, ONNX_FILE, load_artifact
 from bintally.model.export import export_onnx
 from bintally.model.heads import Head
+from bintally.model.quantize import Int8Config, export_int8
 from bintally.train.config import RECIPES, Augment, Device, Monitor, Precision, Strategy, TrainConfig
 from bintally.train.loop import StepUpdate, train
 
 DEFAULT = TrainConfig()  # the CLI's defaults are the library's
+INT8 = Int8Config()
 
 
 def is_rank_zero() -> bool:
@@ -77,6 +79,7 @@ def train_cmd(
     lr: float = DEFAULT.lr,
     backbone_lr_scale: float = DEFAULT.backbone_lr_scale,
     weight_decay: float = DEFAULT.weight_decay,
+    warmup_epochs: Annotated[float, typer.Option(help="linear warm-up over this many epochs, then cosine decay")] = DEFAULT.warmup_epochs,
     augment: Annotated[Augment, typer.Option(help="count_safe | original | none")] = DEFAULT.augment,
     augment_strength: float = DEFAULT.augment_strength,
     ordinal_sigma: float = DEFAULT.ordinal_sigma,
@@ -108,6 +111,7 @@ def train_cmd(
         fields = dict(
             backbone=backbone, weights=weights, strategy=strategy, staged_head_epochs=staged_head_epochs, head=head,
             epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_scale=backbone_lr_scale, weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
             augment=augment, augment_strength=augment_strength, ordinal_sigma=ordinal_sigma,
             label_smoothing=label_smoothing, ema_decay=ema_decay, image_size=image_size, enhance=enhance,
             classes=[int(c) for c in classes.split(",")] if classes else None,
@@ -158,14 +162,32 @@ def evaluate_cmd(
 @app.command("export")
 def export_cmd(
     model: str,
-    onnx: Annotated[str, typer.Option("--onnx", help="ONNX file to write (MODEL/model.onnx is picked up by serve)")],
+    onnx: Annotated[str | None, typer.Option("--onnx", help="ONNX file to write [default: MODEL/model.onnx, which serve picks up]")] = None,
     check_image: Annotated[
         list[str] | None,
         typer.Option(help="photo to check against PyTorch on (repeatable); default: photos of the training manifest"),
     ] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="also write MODEL/model.int8.onnx, calibrated and checked on real photos")] = False,
+    calibration_photos: Annotated[int, typer.Option(min=1, help="--int8: training photos that set its ranges")] = INT8.calibration_photos,
+    check_photos: Annotated[int, typer.Option(min=1, help="--int8: validation photos it is compared with fp32 on")] = INT8.check_photos,
+    max_accuracy_drop: Annotated[float, typer.Option(help="--int8: fail (writing nothing) above this loss")] = INT8.max_accuracy_drop,
 ) -> None:
-    """Write the model as ONNX and check it against PyTorch on real photos (fails above 1e-3 max abs difference)."""
+    """Write the model as ONNX and check it against PyTorch on real photos (fails above 1e-3 max abs difference);
+    with --int8, also its int8 graph, checked against the fp32 one on validation photos."""
+    target = onnx or storage.join(model, ONNX_FILE)
     with reported_errors():
+        if int8 and target != storage.join(model, ONNX_FILE):
+            raise ValueError("--int8 quantises MODEL/model.onnx: leave --onnx unset")
         images = [decode_image(storage.read_bytes(path)) for path in check_image] if check_image else None
-        diff = export_onnx(load_artifact(model), onnx, images)
-    console.print(f"wrote {onnx}; max |onnx - torch| on the check photos: {diff:.2e}")
+        diff = export_onnx(load_artifact(model), target, images)
+        console.print(f"wrote {target}; max |onnx - torch| on the check photos: {diff:.2e}")
+        if int8:
+            cfg = make_config(
+                Int8Config, calibration_photos=calibration_photos, check_photos=check_photos, max_accuracy_drop=max_accuracy_drop
+            )
+            check = export_int8(load_artifact(model), cfg)
+            console.print(
+                f"wrote {storage.join(model, INT8_FILE)}: calibrated on {check.calibration_photos} training photos; on "
+                f"{check.check_photos} {check.check_split} photos it gives fp32's count on {check.agreement:.1%}, "
+                f"accuracy {check.accuracy_int8:.1%} (fp32 {check.accuracy_fp32:.1%})"
+            )

@@ -6,6 +6,7 @@
                         test-time flips
     model.safetensors   the weights
     model.onnx          optional, written by `bintally export`
+    model.int8.onnx     optional, the int8 graph, written by `bintally export --int8`
     history.json        optional, the training run's per-epoch metrics
 
 Every path is a URL (local or s3://).
@@ -30,6 +31,7 @@ from bintally.reconcile.policy import DecisionPolicy
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "input", "logits"  # the graph's tensor names: [N, 3, S, S] -> [N, K]
 HISTORY_FILE = "history.json"
 
@@ -40,6 +42,18 @@ class ArtifactError(ValueError):
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Int8Check(BaseModel):
+    """How model.int8.onnx compares with model.onnx, on photos it was not calibrated on (`model.quantize`)."""
+
+    calibration_photos: int
+    check_split: str
+    check_photos: int
+    agreement: float  # share of check photos on which both graphs give the same count
+    accuracy_fp32: float
+    accuracy_int8: float
+    max_probability_diff: float  # over every photo and count, after the artifact's temperature
 
 
 class ModelSpec(BaseModel):
@@ -58,6 +72,7 @@ class ModelSpec(BaseModel):
     calibration: dict | None = None  # how the temperature was fitted: `evaluate.calibrate.CalibrationReport`
     decision_policy: DecisionPolicy | None = None  # fitted on validation; None: `DecisionPolicy()`'s defaults
     flips: list[Flip] = []  # test-time augmentation: logits averaged over these flips too (`bintally calibrate --flips`)
+    int8: Int8Check | None = None  # set with model.int8.onnx by `bintally export --int8`
 
 
 class ModelArtifact:
@@ -82,6 +97,11 @@ class ModelArtifact:
     def onnx_path(self) -> str | None:
         path = storage.join(self.path, ONNX_FILE)
         return path if storage.exists(path) else None
+
+    @property
+    def int8_onnx_path(self) -> str | None:
+        path = storage.join(self.path, INT8_FILE)
+        return path if self.spec.int8 and storage.exists(path) else None
 
     def history(self) -> list[dict]:
         """Per-epoch training metrics, if the artifact came from `bintally train`."""

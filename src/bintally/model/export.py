@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import cast
 
 import numpy as np
 import onnxruntime as ort
 import torch
 from PIL import Image
+from timm.layers import Conv2dSame
+from timm.layers.padding import pad_same_arg
+from torch import nn
 
 from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
-from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact
+from bintally.model.artifact import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, write_spec
 from bintally.model.preprocess import prepare_batch
 
 MAX_ABS_DIFF = 1e-3
@@ -33,6 +37,35 @@ def manifest_check_images(artifact: ModelArtifact, n: int = CHECK_IMAGES) -> lis
     manifest = read_manifest(manifest_url)
     rows = (manifest.split("val") + manifest.split("test") + manifest.split("train"))[:n]
     return [decode_image(storage.read_bytes(r.uri)) for r in rows]
+
+
+def with_static_padding(model: nn.Module, size: int) -> nn.Module:
+    """`model` with each of timm's TF-style 'same' convolutions (Conv2dSame) as a fixed ZeroPad2d + Conv2d.
+
+    Conv2dSame works out its padding from the input's shape on every call, which ONNX records as
+    float shape arithmetic (Shape, Ceil, Sub, Pad) before each stride-2 convolution: slower, and the
+    int8 quantiser would quantise that arithmetic too, shifting the padding by a pixel. The input
+    size is fixed (only the batch varies), so each padding is a constant."""
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [
+        module.register_forward_pre_hook(lambda _, args, name=name: sizes.__setitem__(name, tuple(args[0].shape[-2:])))
+        for name, module in model.named_modules()
+        if isinstance(module, Conv2dSame)
+    ]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    for name, input_size in sizes.items():
+        same = model.get_submodule(name)
+        assert isinstance(same, Conv2dSame)
+        kernel, stride, dilation = (cast(tuple[int, int], t) for t in (same.kernel_size, same.stride, same.dilation))
+        conv = nn.Conv2d(same.in_channels, same.out_channels, kernel, stride, 0, dilation, same.groups, same.bias is not None)
+        conv.load_state_dict(same.state_dict())
+        left, right, top, bottom = pad_same_arg(list(input_size), list(kernel), list(stride), list(dilation))
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv))
+    return model
 
 
 def onnx_bytes(model: torch.nn.Module, size: int) -> bytes:
@@ -73,9 +106,13 @@ def export_onnx(artifact: ModelArtifact, out_path: str, check_images: list[Image
     images = check_images if check_images is not None else manifest_check_images(artifact)
     if not images:
         raise ValueError("at least one check image is needed to verify the export")
-    data = onnx_bytes(model, pp.size)
+    data = onnx_bytes(with_static_padding(model, pp.size), pp.size)
     diff = max_abs_diff(model, data, prepare_batch(images, pp))
     if diff > MAX_ABS_DIFF:
         raise ExportMismatch(f"ONNX logits differ from PyTorch by {diff:.2e} (limit {MAX_ABS_DIFF:.0e}); not written")
     storage.write_bytes(out_path, data)
+    if out_path == storage.join(artifact.path, ONNX_FILE) and artifact.spec.int8:
+        # model.int8.onnx was quantised from the graph just replaced: forget it (`export --int8` makes a new one).
+        artifact.spec.int8 = None
+        write_spec(artifact.path, artifact.spec)
     return diff

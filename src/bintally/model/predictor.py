@@ -18,12 +18,15 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from bintally.hardware import int8_is_fast
 from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, ModelSpec, load_artifact
 from bintally.model.calibration import softmax
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["onnx", "torch"]
+# auto: the int8 graph where the artifact has one and the CPU has VNNI or AMX (`hardware.int8_is_fast`), else fp32.
+Precision = Literal["auto", "fp32", "int8"]
 
 
 class CountScore(BaseModel):
@@ -47,6 +50,7 @@ def score(logits: np.ndarray, classes: list[int]) -> CountScore:
 class Predictor:
     spec: ModelSpec
     backend: Backend
+    precision: Literal["fp32", "int8"]
     forward: Callable[[np.ndarray], np.ndarray]  # [N, 3, S, S] float32 -> [N, K] logits
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -64,16 +68,29 @@ class Predictor:
             self.logits(np.zeros((n, 3, size, size), np.float32))
 
 
-def load_predictor(model_url: str, backend: Backend = "onnx") -> Predictor:
+def load_predictor(model_url: str, backend: Backend = "onnx", precision: Precision = "auto") -> Predictor:
     artifact = load_artifact(model_url)
-    forward = _onnx_forward(artifact) if backend == "onnx" else _torch_forward(artifact)
-    return Predictor(artifact.spec, backend, forward)
+    chosen = resolve_precision(artifact, backend, precision)
+    if backend == "torch":
+        return Predictor(artifact.spec, backend, chosen, _torch_forward(artifact))
+    path = artifact.int8_onnx_path if chosen == "int8" else artifact.onnx_path or _export_to_temp(artifact)
+    return Predictor(artifact.spec, backend, chosen, _onnx_forward(path))  # type: ignore[arg-type]  # int8: checked
 
 
-def _onnx_forward(artifact: ModelArtifact) -> Callable[[np.ndarray], np.ndarray]:
+def resolve_precision(artifact: ModelArtifact, backend: Backend, precision: Precision) -> Literal["fp32", "int8"]:
+    """fp32 or int8, as asked; `auto` picks int8 only where the artifact has it and the CPU runs it fast."""
+    has_int8 = artifact.int8_onnx_path is not None
+    if precision == "int8" and (backend != "onnx" or not has_int8):
+        why = "the torch backend runs fp32 only" if backend != "onnx" else f"{artifact.path} has no int8 graph"
+        raise ValueError(f"--precision int8: {why}; `bintally export {artifact.path} --int8` writes one for the onnx backend")
+    if precision == "auto":
+        return "int8" if backend == "onnx" and has_int8 and int8_is_fast() else "fp32"
+    return precision
+
+
+def _onnx_forward(path: str) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
-    path = artifact.onnx_path or _export_to_temp(artifact)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle inference threads sleep instead of spinning: decoding and HTTP need the same cores.

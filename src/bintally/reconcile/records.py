@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from bintally import storage
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, CountScore, load_predictor
+from bintally.model.predictor import Backend, CountScore, Precision, load_predictor
 from bintally.predict import csv_text, score_images
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 
@@ -84,6 +84,7 @@ class ReconcileConfig(BaseModel):
     mismatch_at: float | None = Field(None, ge=0, lt=1)
     audited: str | None = None  # CSV of id, true_quantity
     backend: Backend = "onnx"
+    precision: Precision = "auto"
     batch_size: int = Field(32, ge=1)
     endpoint_url: str | None = None
 
@@ -149,7 +150,7 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     records = read_records(cfg.records, cfg.split, cfg.endpoint_url)
     audits = read_audits(cfg.audited, cfg.endpoint_url) if cfg.audited else {}
     policy = (load_artifact(cfg.model).spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
-    predictor = load_predictor(cfg.model, cfg.backend)
+    predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
     scores: dict[str, CountScore | str] = {}
     for batch in score_images(predictor, sorted({r.uri for r in records}), cfg.batch_size, endpoint_url=cfg.endpoint_url):
         scores.update(batch)

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, CountScore, Predictor, load_predictor
+from bintally.model.predictor import Backend, CountScore, Precision, Predictor, load_predictor
 from bintally.reconcile.policy import DecisionPolicy, Reconciliation, reconcile
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 class ServeConfig(BaseModel):
     model: str
     backend: Backend = "onnx"
+    precision: Precision = "auto"
     api_key_file: str | None = None
     allow_uri_prefixes: list[str] = []
     # Lets `url` reach hosts on private networks (an on-premises image store); off by default.
@@ -111,7 +112,7 @@ class Service:
 
     async def start(self) -> None:
         try:
-            predictor = await anyio.to_thread.run_sync(load_predictor, self.cfg.model, self.cfg.backend)
+            predictor = await anyio.to_thread.run_sync(load_predictor, self.cfg.model, self.cfg.backend, self.cfg.precision)
             await anyio.to_thread.run_sync(predictor.warm_up, self.cfg.batching.max_batch)
         except Exception as exc:
             log.exception("cannot load the model %s", self.cfg.model)
@@ -123,7 +124,7 @@ class Service:
         self.metrics.model.info({"name": predictor.spec.name, "version": predictor.spec.version})
         policy = (predictor.spec.decision_policy or DecisionPolicy()).with_thresholds(self.cfg.accept_at, self.cfg.mismatch_at)
         self.loaded = Loaded(predictor, batcher, policy)
-        log.info("model %s %s ready (%s backend)", predictor.spec.name, predictor.spec.version, predictor.backend)
+        log.info("model %s %s ready (%s backend, %s)", predictor.spec.name, predictor.spec.version, predictor.backend, predictor.precision)
 
     async def stop(self) -> None:
         if self.loaded:
@@ -278,7 +279,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     @app.get("/readyz", responses=error_responses(503))
     async def readyz() -> dict:
         model = service.ready()
-        return {"status": "ready", "model": model.model_ref(), "backend": model.predictor.backend}
+        return {"status": "ready", "model": model.model_ref(), "backend": model.predictor.backend, "precision": model.predictor.precision}
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

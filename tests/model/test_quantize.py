@@ -1,0 +1,110 @@
+"""int8 export: calibrated on training photos, checked against fp32 on validation photos, chosen by --precision."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bintally import hardware
+from bintally.cli import app
+from bintally.model import predictor as predictor_module
+from bintally.model import quantize
+from bintally.model.artifact import INT8_FILE, load_artifact, write_spec
+from bintally.model.calibration import softmax
+from bintally.model.export import export_onnx
+from bintally.model.predictor import load_predictor
+from bintally.model.preprocess import prepare_batch
+
+LENIENT = quantize.Int8Config(calibration_photos=16, check_photos=16, max_accuracy_drop=1.0)  # an untrained head
+
+
+@pytest.fixture
+def exported(small_artifact, small_manifest, bin_photos, tmp_path) -> str:
+    """The small artifact, trained on the small manifest as far as its spec says, with its model.onnx."""
+    out = str(tmp_path / "model")
+    shutil.copytree(small_artifact, out)
+    artifact = load_artifact(out)
+    artifact.spec.train_config = {"manifest": str(small_manifest)}
+    write_spec(out, artifact.spec)
+    export_onnx(load_artifact(out), f"{out}/model.onnx", bin_photos[:2])
+    return out
+
+
+def test_int8_graph_is_written_with_its_check_and_serves_close_to_fp32(exported, bin_photos):
+    """Tried: quantise on 16 training photos, check on the validation photos. Must hold: model.int8.onnx and the
+    check in model.json; --precision int8 loads it and its probabilities stay near fp32's on real photos."""
+    check = quantize.export_int8(load_artifact(exported), LENIENT)
+    assert Path(exported, INT8_FILE).is_file()
+    assert load_artifact(exported).spec.int8 == check
+    assert check.calibration_photos == 16 and check.check_split == "val" and 0 < check.check_photos <= 16
+    assert 0 <= check.agreement <= 1 and 0 <= check.max_probability_diff < 0.5
+    int8, fp32 = load_predictor(exported, precision="int8"), load_predictor(exported, precision="fp32")
+    assert (int8.precision, fp32.precision) == ("int8", "fp32")
+    batch = prepare_batch(bin_photos, int8.spec.preprocess)
+    assert np.abs(softmax(int8.logits(batch)) - softmax(fp32.logits(batch))).max() < 0.5
+
+
+@pytest.mark.parametrize("fast, chosen", [(True, "int8"), (False, "fp32")])
+def test_auto_uses_int8_only_where_the_cpu_has_int8_dot_products(exported, monkeypatch, fast, chosen):
+    """Tried: auto on a CPU with and without VNNI/AMX, for an artifact with an int8 graph. Must hold: int8 only with them."""
+    quantize.export_int8(load_artifact(exported), LENIENT)
+    monkeypatch.setattr(predictor_module, "int8_is_fast", lambda: fast)
+    assert load_predictor(exported, precision="auto").precision == chosen
+
+
+def test_int8_is_refused_where_there_is_none(exported, small_artifact, monkeypatch):
+    """Tried: --precision int8 without an int8 graph, and with the torch backend. Must hold: a clear error naming the fix;
+    auto falls back to fp32 even on a VNNI CPU."""
+    with pytest.raises(ValueError, match="has no int8 graph.*export .* --int8"):
+        load_predictor(exported, precision="int8")
+    quantize.export_int8(load_artifact(exported), LENIENT)
+    with pytest.raises(ValueError, match="torch backend runs fp32 only"):
+        load_predictor(exported, backend="torch", precision="int8")
+    monkeypatch.setattr(predictor_module, "int8_is_fast", lambda: True)
+    assert load_predictor(small_artifact, precision="auto").precision == "fp32"
+
+
+def test_an_int8_graph_that_loses_accuracy_is_not_written(exported, monkeypatch):
+    """Tried: a check where int8 scores 10 points below fp32 (limit 3). Must hold: Int8Mismatch naming both
+    accuracies; no model.int8.onnx, and model.json unchanged."""
+    monkeypatch.setattr(quantize, "compare", lambda *args: (0.8, 0.6, 0.5, 0.2))
+    before = Path(exported, "model.json").read_text()
+    with pytest.raises(quantize.Int8Mismatch, match=r"50\.0% against fp32's 60\.0%"):
+        quantize.export_int8(load_artifact(exported), quantize.Int8Config(calibration_photos=4, check_photos=4))
+    assert not Path(exported, INT8_FILE).exists() and Path(exported, "model.json").read_text() == before
+
+
+def test_replacing_model_onnx_forgets_the_int8_graph_made_from_the_old_one(exported, bin_photos, monkeypatch):
+    """Tried: export model.onnx again after --int8. Must hold: model.json drops the int8 check, so auto serves fp32."""
+    quantize.export_int8(load_artifact(exported), LENIENT)
+    export_onnx(load_artifact(exported), f"{exported}/model.onnx", bin_photos[:2])
+    assert load_artifact(exported).spec.int8 is None
+    monkeypatch.setattr(predictor_module, "int8_is_fast", lambda: True)
+    assert load_predictor(exported).precision == "fp32"
+
+
+def test_export_int8_command(exported, tmp_path):
+    """Tried: `bintally export MODEL --int8`, and --int8 with --onnx elsewhere. Must hold: the first writes both graphs and
+    reports the agreement; the second is a usage error (int8 is made from MODEL/model.onnx) and writes nothing."""
+    runner = CliRunner()
+    args = ["export", exported, "--int8", "--calibration-photos", "8", "--check-photos", "8", "--max-accuracy-drop", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "model.int8.onnx" in result.output and "fp32's count on" in result.output
+    assert json.loads(Path(exported, "model.json").read_text())["int8"]["calibration_photos"] == 8
+    elsewhere = runner.invoke(app, ["export", exported, "--int8", "--onnx", str(tmp_path / "other.onnx")])
+    assert elsewhere.exit_code != 0 and "leave --onnx unset" in elsewhere.output
+    assert not (tmp_path / "other.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, fast", [(["avx2"], False), (["avx2", "avx512f"], False), (["avx512_vnni"], True), (["avx_vnni"], True), (["amx_int8"], True)]
+)
+def test_int8_dot_products_are_read_from_the_cpu_flags(monkeypatch, flags, fast):
+    monkeypatch.setattr(hardware, "cpu", lambda: hardware.Hardware(cpu="test CPU", cores=2, flags=flags))
+    assert hardware.int8_is_fast() is fast
