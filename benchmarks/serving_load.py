@@ -1,5 +1,6 @@
-"""HTTP load on 127.0.0.1: `bintally serve` (micro-batched ONNX Runtime) beside a plain FastAPI server that runs
-one PyTorch forward per request (the original endpoint's shape), in the same run, on the same photos.
+"""HTTP load on 127.0.0.1: `bintally serve` (micro-batched ONNX Runtime, fp32 and, where the artifact has it,
+int8) beside a plain FastAPI server that runs one PyTorch forward per request (the original endpoint's shape),
+in the same run, on the same photos.
 
     python benchmarks/serving_load.py [--model RUN_DIR] [--clients 1 8 32 128] [--seconds 5] [--repeats 3]
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
@@ -24,10 +24,12 @@ import numpy as np
 import torch
 import uvicorn
 from _model import benchmark_artifact, photo_bytes
+from _results import RESULTS, write_result
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from bintally.data.images import decode_image
+from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import score
 from bintally.model.preprocess import prepare
@@ -59,8 +61,9 @@ def baseline_app(model: str) -> FastAPI:
 
 
 def start_server(kind: str, model: str, port: int) -> subprocess.Popen:
-    if kind == "bintally serve":
-        cmd = [str(Path(sys.executable).parent / "bintally"), "serve", model, "--port", str(port)]
+    if kind.startswith("bintally serve"):
+        precision = kind.rsplit(" ", 1)[-1]
+        cmd = [str(Path(sys.executable).parent / "bintally"), "serve", model, "--port", str(port), "--precision", precision]
     else:
         cmd = [sys.executable, __file__, "--baseline-server", "--model", model, "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -131,24 +134,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--photos", type=int, default=64, help="distinct real JPEGs to post")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--json", default="runs/benchmarks/serving_load.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "serving-load.json")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
         uvicorn.run(baseline_app(args.model), host="127.0.0.1", port=args.port, log_level="warning")
         return
 
+    started = time.monotonic()
     model, photos = benchmark_artifact(args.model), photo_bytes(args.photos)
-    rows = [row for kind in ("bintally serve", "plain FastAPI") for row in bench(kind, model, args.port, args, photos)]
+    kinds = ["bintally serve fp32", *(["bintally serve int8"] if load_artifact(model).int8_onnx_path else []), "plain FastAPI"]
+    rows = [row for kind in kinds for row in bench(kind, model, args.port, args, photos)]
     rows.sort(key=lambda r: (r["clients"], r["server"]))
+    print(hardware().describe())
     print("| clients | server | req/s | p50 ms | p95 ms | p99 ms | errors |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(
             f"| {r['clients']} | {r['server']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
             f"| {r['p99_ms']:.0f} | {r['errors']:.0f} |"
         )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rows": rows, "seconds": args.seconds, "repeats": args.repeats}, indent=2))
+    write_result(args.json, {"rows": rows, "seconds_per_level": args.seconds, "repeats": args.repeats}, started, "serving_load.py")
 
 
 if __name__ == "__main__":
