@@ -31,11 +31,15 @@ def test_stats_on_the_capstone_subset_reports_the_known_counts(abid_root, tmp_pa
 
 
 def test_manifest_then_stats_on_the_manifest(abid_root, tmp_path):
+    """Without a terminal (as under nohup or CI) the manifest build also prints progress lines: photos inspected of total."""
     out = tmp_path / "m.parquet"
     made = runner.invoke(
-        app, ["data", "manifest", str(abid_root), "--counts", "1-5", "--per-count", "10", "--out", str(out), "--seed", "3"]
+        app,
+        ["data", "manifest", str(abid_root), "--counts", "1-5", "--per-count", "10", "--out", str(out), "--seed", "3"],
+        env={"BINTALLY_PROGRESS_EVERY_S": "0"},
     )
     assert made.exit_code == 0, made.output
+    assert "inspecting photos: 50/50 (" in made.output
     report = json.loads((tmp_path / "m.report.json").read_text())
     assert report["kept"] == 50 and report["skipped"] == 0
     shown = runner.invoke(app, ["data", "stats", str(out)])

@@ -88,7 +88,8 @@ def sqlite_run(tmp_path_factory, small_manifest, tiny_space) -> Path:
     """One finished run of the user's path: a 4-trial SQLite study, then --retrain-best; its OUT directory."""
     out = tmp_path_factory.mktemp("tune") / "run"
     args = ["tune", str(small_manifest), "--trials", "4", "--study", "sq", "--space", str(tiny_space), "--pruner", "none"]
-    result = CliRunner().invoke(app, [*args, "--out", str(out), "--retrain-best"])
+    # As under nohup or CI: no terminal, so progress comes as plain lines (here at every step).
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--retrain-best"], env={"BINTALLY_PROGRESS_EVERY_S": "0"})
     assert result.exit_code == 0, result.output + repr(result.exception)
     (out / "cli.log").write_text(result.output)
     return out

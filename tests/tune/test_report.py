@@ -35,3 +35,13 @@ def test_tuning_needs_a_manifest_and_trials(tmp_path):
     result = CliRunner().invoke(app, ["tune", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "needs MANIFEST and --trials" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_tune_without_a_terminal_prints_progress_lines_within_trials(sqlite_run):
+    """Each trial's training steps show as plain lines (step of total, rate, time left, epoch, loss) between the
+    one-line trial results, so a tuner under nohup or in a container shows life during a long trial."""
+    lines = (sqlite_run / "cli.log").read_text().splitlines()
+    steps = [line for line in lines if line.startswith("train: ")]
+    assert steps and all(" epoch " in line and " loss " in line for line in steps)
+    assert any(" left) epoch " in line for line in steps)  # from a pass's second step on, with a rate
+    assert any(line.startswith("trial ") for line in lines)

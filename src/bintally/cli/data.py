@@ -101,8 +101,8 @@ def manifest_cmd(
         ratios = SplitRatios.parse(split)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    with console.status("reading metadata and images"):
-        build = build_manifest(AbidRoot(source, endpoint_url), chosen, ratios, seed)
+    with progress("inspecting photos") as update:
+        build = build_manifest(AbidRoot(source, endpoint_url), chosen, ratios, seed, on_progress=update)
     report = write_manifest(build, out, endpoint_url)
     _print_stats(manifest_stats(build.manifest))
     console.print(f"wrote {out} ({len(build.manifest.rows):,} bins); {len(build.problems):,} skipped, listed in {report}")

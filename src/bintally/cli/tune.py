@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial
 from rich.table import Table
 
 from bintally.cli.app import app, console, reported_errors
+from bintally.cli.train import step_progress
 from bintally.tune.final import FinalModel, retrain_best
 from bintally.tune.report import TrialRow, TuneSummary, trial_row, write_report
 from bintally.tune.study import (
@@ -115,7 +116,8 @@ def tune_cmd(
                 heartbeat_s=heartbeat,
             )
             console.print(f"study {study} in {shown_url(url)}")
-            found = tune(cfg, on_trial=_print_trial)
+            with step_progress() as on_step:
+                found = tune(cfg, on_trial=_print_trial, on_step=on_step)
         summary, written = write_report(found, directory)
         _print_summary(summary)
         console.print(f"wrote {', '.join(written)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from typing import Literal
@@ -111,7 +112,10 @@ def build_manifest(
     seed: int = 0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int = 8,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> ManifestBuild:
+    """Every selected bin's photo inspected (decodes, size, digest; duplicates and bad photos become problems),
+    each assigned its split by id. `on_progress(done, total)` hears after each chunk of photos."""
     ratios = ratios or SplitRatios()
     selection = select_bins(root, subset)
     problems = list(selection.problems)
@@ -144,6 +148,8 @@ def build_manifest(
                         source=root.url,
                     )
                 )
+            if on_progress:
+                on_progress(start + len(chunk), len(selection.records))
     return ManifestBuild(manifest=Manifest(rows=rows), problems=problems)
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import ArgumentError
 from bintally import storage
 from bintally.data.manifest import read_manifest
 from bintally.train.config import LOWER_IS_BETTER, Monitor
-from bintally.train.loop import TrainingDiverged, train
+from bintally.train.loop import StepUpdate, TrainingDiverged, train
 from bintally.tune import optuna_stable_apis
 from bintally.tune.space import SearchSpace, load_space, trial_config
 
@@ -203,7 +203,7 @@ def _is_surplus(trial: optuna.Trial, trials: int) -> bool:
     return sum(t.number < trial.number for t in ahead) >= trials
 
 
-def _objective(cfg: TuneConfig, settings: StudySettings, trial: optuna.Trial) -> float:
+def _objective(cfg: TuneConfig, settings: StudySettings, trial: optuna.Trial, on_step: Callable[[StepUpdate], None] | None) -> float:
     if _is_surplus(trial, cfg.trials):
         trial.set_user_attr("note", "another worker took the last trial")
         raise StudyFull
@@ -212,7 +212,7 @@ def _objective(cfg: TuneConfig, settings: StudySettings, trial: optuna.Trial) ->
     trial.set_user_attr("worker", f"{socket.gethostname()}/{os.getpid()}")
     trial_dir = storage.join(out_dir(cfg.study, cfg.out), "trials", f"{trial.number:04d}")
     try:
-        result = train(cfg.manifest, trial_dir, train_cfg, on_epoch=_on_epoch(trial, settings.metric))
+        result = train(cfg.manifest, trial_dir, train_cfg, on_epoch=_on_epoch(trial, settings.metric), on_step=on_step)
     except TrainingDiverged as exc:
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
     trial.set_user_attr("best_epoch", result.best_epoch)
@@ -227,8 +227,11 @@ def _tally(study: optuna.Study) -> tuple[int, int]:
 
 
 @optuna_stable_apis()
-def tune(cfg: TuneConfig, on_trial: Callable[[FrozenTrial], None] | None = None) -> optuna.Study:
-    """Run trials until the study has `cfg.trials` finished ones; returns the study.
+def tune(
+    cfg: TuneConfig, on_trial: Callable[[FrozenTrial], None] | None = None, on_step: Callable[[StepUpdate], None] | None = None
+) -> optuna.Study:
+    """Run trials until the study has `cfg.trials` finished ones; returns the study. `on_trial` hears of each
+    finished trial, `on_step` of each training step within one.
 
     When the remaining trials are all running elsewhere this worker waits: if one of them dies, its
     heartbeat stops and this worker fails it and runs a replacement.
@@ -244,7 +247,7 @@ def tune(cfg: TuneConfig, on_trial: Callable[[FrozenTrial], None] | None = None)
             time.sleep(min(IDLE_POLL_S, cfg.heartbeat_s))
             continue
         study.optimize(
-            lambda trial: _objective(cfg, settings, trial),
+            lambda trial: _objective(cfg, settings, trial, on_step),
             n_trials=1,
             catch=(StudyFull,),
             callbacks=callbacks,
