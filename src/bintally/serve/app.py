@@ -174,16 +174,19 @@ async def or_error(answer: Awaitable[BaseModel]) -> BaseModel:
 BINARY = {"schema": {"type": "string", "format": "binary"}}  # an image body as it is, in OpenAPI
 
 
-def body_openapi(ref: type[ImageRef]) -> dict:
+def body_openapi(ref: type[ImageRef], max_instances: int) -> dict:
     """The OpenAPI request body of a route that takes one photo, or JSON naming one or a batch of `ref`s."""
-    batch = {"type": "object", "properties": {"instances": {"type": "array", "items": ref.model_json_schema()}}}
+    # Each instance of a batch is checked alone: one that is not a valid `ref` gets its own error in its place.
+    instance = {"anyOf": [ref.model_json_schema(), {}], "description": f"a {ref.__name__}; anything else fails alone"}
+    instances = {"type": "array", "items": instance, "minItems": 1, "maxItems": max_instances}
+    batch = {"type": "object", "properties": {"instances": instances}, "required": ["instances"], "additionalProperties": False}
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "image/jpeg": BINARY,
                 "image/png": BINARY,
-                "multipart/form-data": {"schema": {"type": "object", "properties": {"file": BINARY["schema"]}}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {"file": BINARY["schema"]}, "required": ["file"]}},
                 "application/json": {"schema": {"oneOf": [ImageRef.model_json_schema(), batch]}},
             },
         }
@@ -226,7 +229,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     @app.post(
         "/v1/count",
         response_model=CountResponse | BatchResponse,
-        openapi_extra=body_openapi(ImageRef),
+        openapi_extra=body_openapi(ImageRef, cfg.max_instances),
         dependencies=[Depends(guard)],
         responses=error_responses(),
     )
@@ -240,7 +243,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     @app.post(
         "/v1/reconcile",
         response_model=ReconcileResponse | ReconcileBatchResponse,
-        openapi_extra=body_openapi(ReconcileRef),
+        openapi_extra=body_openapi(ReconcileRef, cfg.max_instances),
         dependencies=[Depends(guard)],
         responses=error_responses(),
     )

@@ -28,17 +28,33 @@ from bintally.serve.errors import (
 IMAGE_TYPES = ("image/jpeg", "image/jpg", "image/png", "application/x-image")
 
 
+# Each source as the OpenAPI document describes it, and "exactly one of them" as JSON Schema says it (the
+# validator below and serve/fetch.py enforce both).
+SOURCE_SCHEMAS = {
+    "s3_uri": {"type": "string", "pattern": "^s3://[^/]+/.+"},
+    "url": {"type": "string", "format": "uri", "pattern": "^https?://"},
+    "image_base64": {"type": "string", "contentEncoding": "base64"},
+}
+SOURCES = tuple(SOURCE_SCHEMAS)
+EXACTLY_ONE = {
+    "oneOf": [
+        {"required": [k], "properties": {other: schema if other == k else {"type": "null"} for other in SOURCES}}
+        for k, schema in SOURCE_SCHEMAS.items()
+    ]
+}
+
+
 class ImageRef(BaseModel):
     """One image named in JSON: exactly one of `s3_uri`, `url`, `image_base64`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=EXACTLY_ONE)
     s3_uri: str | None = None
     url: str | None = None
     image_base64: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageRef:
-        given = [k for k in ("s3_uri", "url", "image_base64") if getattr(self, k) is not None]
+        given = [k for k in SOURCES if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of s3_uri, url, image_base64 (got {', '.join(given) or 'none'})")
         return self
