@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 
 from bintally.data.images import ImageError, ImageTooLarge, decode_image
@@ -30,13 +30,13 @@ IMAGE_TYPES = ("image/jpeg", "image/jpg", "image/png", "application/x-image")
 
 # Each source as the OpenAPI document describes it, and "exactly one of them" as JSON Schema says it (the
 # validator below and serve/fetch.py enforce both).
-SOURCE_SCHEMAS = {
+SOURCE_SCHEMAS: dict[str, JsonValue] = {
     "s3_uri": {"type": "string", "pattern": "^s3://[^/]+/.+"},
     "url": {"type": "string", "format": "uri", "pattern": "^https?://"},
     "image_base64": {"type": "string", "contentEncoding": "base64"},
 }
 SOURCES = tuple(SOURCE_SCHEMAS)
-EXACTLY_ONE = {
+EXACTLY_ONE: dict[str, JsonValue] = {
     "oneOf": [
         {"required": [k], "properties": {other: schema if other == k else {"type": "null"} for other in SOURCES}}
         for k, schema in SOURCE_SCHEMAS.items()
