@@ -20,11 +20,12 @@ def benchmark_artifact(model: str | None, size: int = 224) -> str:
     from bintally.data.images import decode_image
     from bintally.data.manifest import build_manifest, write_manifest
     from bintally.data.subset import Subset
-    from bintally.model.artifact import ModelSpec, load_artifact, save_artifact
+    from bintally.model.artifact import load_artifact, save_artifact
     from bintally.model.export import export_onnx
     from bintally.model.heads import create_model
     from bintally.model.preprocess import Preprocess
     from bintally.model.quantize import Int8Config, export_int8
+    from bintally.model.spec import ModelSpec
 
     out = tempfile.mkdtemp(prefix="bintally-bench-")
     manifest = f"{out}/manifest.parquet"

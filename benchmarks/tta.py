@@ -25,8 +25,8 @@ from bintally.evaluate.metrics import count_metrics
 from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
-from bintally.model.flips import Flip
 from bintally.model.inference import pick_device, predict_logits
+from bintally.model.spec import Flip
 
 VARIANTS: dict[str, list[Flip]] = {
     "plain": [],

@@ -41,9 +41,10 @@ def small_manifest(tmp_path_factory, abid_root) -> Path:
 def small_artifact(tmp_path_factory) -> str:
     """Packaged EfficientNet-Lite0 with a fresh ordinal head for counts 1-5 at 96 px; no model.onnx,
     so the ONNX backend exports one when it loads."""
-    from bintally.model.artifact import ModelSpec, save_artifact
+    from bintally.model.artifact import save_artifact
     from bintally.model.heads import create_model
     from bintally.model.preprocess import Preprocess
+    from bintally.model.spec import ModelSpec
 
     out = str(tmp_path_factory.mktemp("artifact"))
     classes = [1, 2, 3, 4, 5]

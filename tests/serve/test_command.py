@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 
 import httpx
@@ -68,3 +70,30 @@ def test_the_serve_command_serves_an_enhanced_model_with_its_own_preprocessing(e
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode in (0, -signal.SIGTERM) and b"Finished server process" in err
+
+
+def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact_dir, photos, tmp_path):
+    """Tried: the artifact packed as SageMaker hands it over (MODEL_DIR/model.tar.gz), `bintally serve MODEL_DIR` with
+    SAGEMAKER_BIND_TO_PORT set and no --port. Must hold: /ping 200 on that port; /invocations answers [[5 logits]]."""
+    model_dir = tmp_path / "opt" / "ml" / "model"
+    model_dir.mkdir(parents=True)
+    with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
+        for name in ("model.json", "model.safetensors", "model.onnx"):
+            archive.add(f"{artifact_dir}/{name}", arcname=name)
+    port = free_port()
+    env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "bintally", "serve", str(model_dir)], env=env, stderr=subprocess.PIPE)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        answer = httpx.post(f"{url}/invocations", content=photos["00585"], headers={"content-type": "image/jpeg"})
+        assert answer.status_code == 200 and len(answer.json()) == 1 and len(answer.json()[0]) == 5
+    finally:
+        proc.terminate()
+        proc.wait(30)

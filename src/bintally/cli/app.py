@@ -20,11 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bintally.model.backbones import WeightsError
-from bintally.model.export import ExportMismatch
+from bintally.errors import BintallyError
 from bintally.model.predictor import Backend, Precision
-from bintally.model.quantize import Int8Mismatch
-from bintally.train.loop import TrainingDiverged
 
 app = typer.Typer(
     name="bintally",
@@ -35,8 +32,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 # Failures that are the input's or the environment's fault (TuneError, SpaceError, ArtifactError and
-# ImageError are ValueErrors).
-CLEAR_ERRORS = (ValueError, OSError, WeightsError, TrainingDiverged, ExportMismatch, Int8Mismatch)
+# ImageError are ValueErrors; bad weights, a diverged run, a failed export check are BintallyErrors).
+CLEAR_ERRORS = (ValueError, OSError, BintallyError)
 
 C = TypeVar("C", bound=BaseModel)
 

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from bintally.cli.app import BackendOpt, EndpointOpt, PrecisionOpt, app, console, make_config, reported_errors
-from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.reconcile.fit import Targets
 from bintally.reconcile.policy import RecordErrors
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
@@ -22,53 +21,6 @@ def parse_sizes(text: str) -> dict[int, float]:
         return {int(d): float(s) for d, s in (part.split(":") for part in text.split(","))}
     except ValueError as exc:
         raise typer.BadParameter(f"expected SIZE:SHARE pairs such as 1:0.6,2:0.3,3:0.1, got {text!r}", param_hint="--error-sizes") from exc
-
-
-@app.command("calibrate")
-def calibrate_cmd(
-    model: Annotated[str, typer.Argument(help="model artifact directory; its model.json is updated")],
-    manifest: Annotated[str, typer.Argument(help="manifest .parquet with labelled bins")],
-    split: Annotated[str, typer.Option(help="held-out split to fit on (never test)")] = "val",
-    max_accepted_error: Annotated[float, typer.Option(help="of accepted records, at most this share wrong")] = TARGETS.max_accepted_error,
-    max_false_flags: Annotated[float, typer.Option(help="of correct records, at most this share flagged")] = TARGETS.max_false_flags,
-    confidence: Annotated[
-        float | None, typer.Option(help="share of bootstrap resamples of the bins in which each target must hold")
-    ] = TARGETS.confidence,
-    error_rate: Annotated[float, typer.Option(help="simulated share of wrong records")] = ERRORS.rate,
-    error_sizes: Annotated[str, typer.Option(help="how far off wrong records are, SIZE:SHARE")] = ",".join(
-        f"{d}:{s:g}" for d, s in ERRORS.sizes.items()
-    ),
-    flips: Annotated[
-        str | None, typer.Option(help="test-time flips to average over: left-right,top-bottom or none [default: the artifact's]")
-    ] = None,
-    device: str = "auto",
-) -> None:
-    """Fit the temperature (probabilities) and the decision policy on validation data, into the artifact."""
-    targets = make_config(Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags, confidence=confidence)
-    errors = make_config(RecordErrors, rate=error_rate, sizes=parse_sizes(error_sizes))
-    chosen = None if flips is None else [f for f in flips.split(",") if f and f != "none"]
-    cfg = make_config(
-        CalibrateConfig, model=model, manifest=manifest, split=split, targets=targets, errors=errors, flips=chosen, device=device
-    )
-    with reported_errors(), console.status(f"scoring the {split} split"):
-        result = calibrate(cfg)
-    r = result.report
-    console.print(
-        f"temperature {r.temperature:.3f} on {r.bins:,} {r.split} bins: "
-        f"NLL {r.nll_before:.3f} -> {r.nll_after:.3f}, ECE {r.ece_before:.3f} -> {r.ece_after:.3f}"
-    )
-    console.print(f"policy: {result.policy.describe()}")
-    fitted = result.policy.fitted or {}
-    o = fitted.get("outcome", {})
-    if o:
-        error = "-" if o["accepted_error"] is None else f"{o['accepted_error']:.1%}"
-        console.print(
-            f"on {r.split}: accepts {o['accepted']:.1%} of records ({error} of them wrong), flags {o['false_flags']:.1%} of correct "
-            f"records and {o['recall']['2+']:.1%} of those off by 2+, sends {o['review']:.1%} to review"
-        )
-    for note in fitted.get("notes", []):
-        console.print(f"[yellow]note:[/] {note}")
-    console.print(f"wrote {model}/model.json")
 
 
 @app.command("reconcile")

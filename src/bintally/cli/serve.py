@@ -17,10 +17,12 @@ from bintally.cli.app import (
     progress,
     reported_errors,
 )
+from bintally.model.artifact import unpacked
 from bintally.predict import PredictConfig, predict
 from bintally.serve.app import ServeConfig, run
 from bintally.serve.batching import BatchConfig
 
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"  # where a SageMaker container finds its model
 # The options' defaults are the configs' own.
 BATCH = BatchConfig()
 SERVE = ServeConfig.model_fields
@@ -29,9 +31,11 @@ PREDICT = PredictConfig.model_fields
 
 @app.command("serve")
 def serve_cmd(
-    model: Annotated[str, typer.Argument(help="model artifact directory (path or URL)")],
-    host: str = "127.0.0.1",
-    port: int = 8080,
+    model: Annotated[
+        str, typer.Argument(help="model artifact: a directory (path or URL), a model.tar.gz, or a folder holding one")
+    ] = SAGEMAKER_MODEL_DIR,
+    host: Annotated[str, typer.Option(envvar="BINTALLY_HOST", help="0.0.0.0 to listen beyond this machine")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SAGEMAKER_BIND_TO_PORT", help="as SageMaker sets it, else this")] = 8080,
     backend: BackendOpt = "onnx",
     precision: PrecisionOpt = "auto",
     api_key_file: Annotated[str | None, typer.Option(help="file of API keys, one per line")] = None,
@@ -51,7 +55,11 @@ def serve_cmd(
     ] = None,
     endpoint_url: EndpointOpt = None,
 ) -> None:
-    """Serve a model over HTTP: /v1/count, SageMaker's /invocations and /ping, /metrics, /docs, and a page at /."""
+    """Serve a model over HTTP: /v1/count, SageMaker's /invocations and /ping, /metrics, /docs, and a page at /.
+
+    With no MODEL it serves SageMaker's /opt/ml/model, unpacked there or as model.tar.gz."""
+    with reported_errors():
+        model = unpacked(model)
     batching = make_config(BatchConfig, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size)
     cfg = make_config(
         ServeConfig,

@@ -17,8 +17,8 @@ from bintally.data.images import decode_image
 from bintally.evaluate.report import evaluate
 from bintally.model.artifact import INT8_FILE, ONNX_FILE, load_artifact
 from bintally.model.export import export_onnx
-from bintally.model.heads import Head
 from bintally.model.quantize import Int8Config, export_int8
+from bintally.model.spec import Head
 from bintally.train.config import RECIPES, Augment, Device, Monitor, Precision, Strategy, TrainConfig
 from bintally.train.loop import StepUpdate, train
 

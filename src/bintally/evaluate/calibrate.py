@@ -21,8 +21,8 @@ from bintally.evaluate.metrics import expected_calibration_error
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
 from bintally.model.export import CHECK_IMAGES, export_onnx
-from bintally.model.flips import Flip
 from bintally.model.inference import pick_device, predict_logits
+from bintally.model.spec import Flip
 from bintally.reconcile.fit import Targets, fit_policy
 from bintally.reconcile.policy import DecisionPolicy, RecordErrors
 

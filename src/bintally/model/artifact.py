@@ -15,18 +15,19 @@ Every path is a URL (local or s3://).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import os
+import tarfile
+import tempfile
+from typing import TYPE_CHECKING
 
-import torch
-from pydantic import BaseModel, Field, ValidationError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
+from pydantic import ValidationError
 
 from bintally import storage
-from bintally.model.flips import Flip, FlipAveraged
-from bintally.model.heads import Head, create_model
-from bintally.model.preprocess import Preprocess
-from bintally.reconcile.policy import DecisionPolicy
+from bintally.model.spec import Flip, ModelSpec
+
+if TYPE_CHECKING:  # torch is imported where weights are used: serving runs on ONNX Runtime without it
+    import torch
+
 
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -40,52 +41,22 @@ class ArtifactError(ValueError):
     """The path is not a (complete, valid) bintally model artifact."""
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class Int8Check(BaseModel):
-    """How model.int8.onnx compares with model.onnx, on photos it was not calibrated on (`model.quantize`)."""
-
-    calibration_photos: int
-    check_split: str
-    check_photos: int
-    agreement: float  # share of check photos on which both graphs give the same count
-    accuracy_fp32: float
-    accuracy_int8: float
-    max_probability_diff: float  # over every photo and count, after the artifact's temperature
-
-
-class ModelSpec(BaseModel):
-    name: str
-    version: str
-    created_at: str = Field(default_factory=utc_now)
-    backbone: str
-    head: Head
-    classes: list[int]  # class i is count classes[i]
-    preprocess: Preprocess
-    train_config: dict = Field(default_factory=dict)
-    manifest_digest: str | None = None
-    metrics: dict = Field(default_factory=dict)  # test-split metrics, written by `bintally evaluate`
-    # Probabilities are softmax(logits / temperature); fitted on validation by `bintally calibrate` (and train).
-    temperature: float = Field(1.0, gt=0)
-    calibration: dict | None = None  # how the temperature was fitted: `evaluate.calibrate.CalibrationReport`
-    decision_policy: DecisionPolicy | None = None  # fitted on validation; None: `DecisionPolicy()`'s defaults
-    flips: list[Flip] = []  # test-time augmentation: logits averaged over these flips too (`bintally calibrate --flips`)
-    int8: Int8Check | None = None  # set with model.int8.onnx by `bintally export --int8`
-
-
 class ModelArtifact:
     def __init__(self, path: str, spec: ModelSpec):
         self.path = path
         self.spec = spec
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return load_safetensors(storage.read_bytes(storage.join(self.path, WEIGHTS_FILE)))
+        from safetensors.torch import load
+
+        return load(storage.read_bytes(storage.join(self.path, WEIGHTS_FILE)))
 
     def torch_model(self, device: str = "cpu", flips: list[Flip] | None = None) -> torch.nn.Module:
         """The model in eval mode, mapping [N, 3, size, size] to [N, K] logits: the network, averaged over the
         artifact's test-time flips (or over `flips`, if given: [] for the bare network)."""
+        from bintally.model.flips import FlipAveraged
+        from bintally.model.heads import create_model
+
         model: torch.nn.Module = create_model(self.spec.backbone, self.spec.head, self.spec.classes, weights="none")
         model.load_state_dict(self.state_dict(), strict=True)
         flips = self.spec.flips if flips is None else flips
@@ -115,9 +86,32 @@ def write_spec(out_dir: str, spec: ModelSpec) -> None:
 
 def save_artifact(out_dir: str, model: torch.nn.Module, spec: ModelSpec) -> None:
     """Weights first, spec last: a directory with model.json always has its weights."""
+    from safetensors.torch import save as save_safetensors
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     storage.write_bytes(storage.join(out_dir, WEIGHTS_FILE), save_safetensors(state))
     write_spec(out_dir, spec)
+
+
+PACKED_FILE = "model.tar.gz"  # how SageMaker hands a model over (MODEL/model.tar.gz, or the file itself)
+
+
+def unpacked(path: str) -> str:
+    """`path` as an artifact directory: itself, or the contents of a local model.tar.gz (the file, or one in the
+    folder), extracted once to a temporary folder (members that would land outside it are refused)."""
+    packed = path if path.endswith((".tar.gz", ".tgz")) else os.path.join(path, PACKED_FILE)
+    if storage.is_remote(path) or storage.exists(storage.join(path, SPEC_FILE)) or not os.path.isfile(packed):
+        return path
+    out = tempfile.mkdtemp(prefix="bintally-model-")
+    try:
+        with tarfile.open(packed) as archive:
+            archive.extractall(out, filter="data")
+    except tarfile.TarError as exc:
+        raise ArtifactError(f"{packed} is not a model archive that unpacks safely: {exc}") from exc
+    found = [root for root, _, files in os.walk(out) if SPEC_FILE in files]
+    if len(found) != 1:
+        raise ArtifactError(f"{packed} holds {len(found)} model artifacts (folders with {SPEC_FILE}); it needs exactly one")
+    return found[0]
 
 
 def load_artifact(path: str) -> ModelArtifact:

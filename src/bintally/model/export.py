@@ -17,6 +17,7 @@ from torch import nn
 from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
+from bintally.errors import BintallyError
 from bintally.model.artifact import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, write_spec
 from bintally.model.preprocess import prepare_batch
 
@@ -25,7 +26,7 @@ OPSET = 17
 CHECK_IMAGES = 8
 
 
-class ExportMismatch(RuntimeError):
+class ExportMismatch(BintallyError):
     """The ONNX graph's logits differ from PyTorch's by more than MAX_ABS_DIFF."""
 
 

@@ -7,11 +7,10 @@ Each flip is one more forward pass per photo.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-Flip = Literal["left-right", "top-bottom"]
+from bintally.model.spec import Flip
+
 FLIP_DIMS: dict[str, tuple[int, ...]] = {"left-right": (3,), "top-bottom": (2,)}  # of an [N, C, H, W] batch
 
 

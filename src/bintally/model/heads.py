@@ -11,15 +11,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
 from bintally.model.backbones import Backbone, create_backbone
+from bintally.model.spec import HEADS, Head
 
-Head = Literal["classify", "ordinal", "regression"]
-HEADS: tuple[Head, ...] = ("classify", "ordinal", "regression")
 REGRESSION_SPREAD = 0.5  # s: how sharply the regression head's probabilities fall off around y
 
 

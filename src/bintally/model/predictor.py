@@ -19,8 +19,9 @@ from PIL import Image
 from pydantic import BaseModel
 
 from bintally.hardware import int8_is_fast
-from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, ModelSpec, load_artifact
+from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, load_artifact
 from bintally.model.calibration import softmax
+from bintally.model.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,11 @@ from pydantic import BaseModel, Field
 from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import ManifestRow, read_manifest
-from bintally.model.artifact import INT8_FILE, ONNX_INPUT, ONNX_OUTPUT, Int8Check, ModelArtifact, write_spec
+from bintally.errors import BintallyError
+from bintally.model.artifact import INT8_FILE, ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, write_spec
 from bintally.model.calibration import softmax
 from bintally.model.preprocess import Preprocess, prepare_batch
+from bintally.model.spec import Int8Check
 
 BATCH = 8
 
@@ -34,7 +36,7 @@ class Int8Config(BaseModel):
     max_accuracy_drop: float = Field(0.03, ge=0, le=1)
 
 
-class Int8Mismatch(RuntimeError):
+class Int8Mismatch(BintallyError):
     """The int8 graph loses more accuracy than allowed on the check photos."""
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from bintally.data.manifest import Split
-from bintally.model.heads import Head
+from bintally.model.spec import Head
 
 Strategy = Literal["head", "full", "staged"]
 Augment = Literal["count_safe", "original", "none"]

@@ -39,14 +39,16 @@ from bintally import storage
 from bintally.data.dataset import BinDataset, sample_rows, with_counts
 from bintally.data.images import Enhance
 from bintally.data.manifest import Manifest, ManifestRow, read_manifest
+from bintally.errors import BintallyError
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.hardware import bf16_is_native
-from bintally.model.artifact import HISTORY_FILE, ModelSpec, save_artifact, utc_now
+from bintally.model.artifact import HISTORY_FILE, save_artifact
 from bintally.model.backbones import normalisation
 from bintally.model.heads import CountModel, create_model, validate_classes
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
+from bintally.model.spec import ModelSpec, utc_now
 from bintally.train import distributed
 from bintally.train.augment import Augmentation
 from bintally.train.config import LOWER_IS_BETTER, TrainConfig
@@ -55,7 +57,7 @@ from bintally.train.loss import make_loss
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(BintallyError):
     """The loss stopped being a finite number."""
 
 
