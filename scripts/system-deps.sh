@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Services the tests use for real: PostgreSQL (shared Optuna storage) and Chromium (the web page).
+# Services the tests use for real: PostgreSQL (shared Optuna storage), Chromium (the web page), and podman with
+# runc and debootstrap (the serve image is built and run; scripts/container.sh).
 # Installs them from Debian if missing, starts PostgreSQL, and prints the env line for the tests.
 set -euo pipefail
 # stdout carries only the env line the caller evals; all else goes to stderr. The setup runs with
@@ -9,6 +10,7 @@ set -euo pipefail
   need=()
   command -v chromium >/dev/null || need+=(chromium)
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+  for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || need+=("$tool"); done
   if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null

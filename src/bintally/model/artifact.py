@@ -96,6 +96,17 @@ def save_artifact(out_dir: str, model: torch.nn.Module, spec: ModelSpec) -> None
 PACKED_FILE = "model.tar.gz"  # how SageMaker hands a model over (MODEL/model.tar.gz, or the file itself)
 
 
+def _plain_members(archive: tarfile.TarFile, out: str, packed: str) -> list[tarfile.TarInfo]:
+    """Every member, if each is a plain file or folder that lands inside `out` (Python before 3.11.4, e.g.
+    Debian 12's, has no extraction filter to say so)."""
+    root = os.path.realpath(out)
+    for member in archive.getmembers():
+        target = os.path.realpath(os.path.join(root, member.name))
+        if not (member.isfile() or member.isdir()) or os.path.commonpath([root, target]) != root:
+            raise ArtifactError(f"{packed} is not a model archive that unpacks safely: {member.name!r} is not a plain file inside it")
+    return archive.getmembers()
+
+
 def unpacked(path: str) -> str:
     """`path` as an artifact directory: itself, or the contents of a local model.tar.gz (the file, or one in the
     folder), extracted once to a temporary folder (members that would land outside it are refused)."""
@@ -105,7 +116,7 @@ def unpacked(path: str) -> str:
     out = tempfile.mkdtemp(prefix="bintally-model-")
     try:
         with tarfile.open(packed) as archive:
-            archive.extractall(out, filter="data")
+            archive.extractall(out, members=_plain_members(archive, out, packed))
     except tarfile.TarError as exc:
         raise ArtifactError(f"{packed} is not a model archive that unpacks safely: {exc}") from exc
     found = [root for root, _, files in os.walk(out) if SPEC_FILE in files]
