@@ -17,6 +17,20 @@ from bintally.model.artifact import load_artifact, write_spec
 from bintally.model.export import export_onnx
 from bintally.serve.app import ServeConfig, create_app
 
+
+def wait_until_up(url: str, alive: Callable[[], bool], timeout_s: float = 120) -> bool:
+    """Poll `url` until it answers 200 (True), `alive()` turns false, or `timeout_s` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 CLASSES = [1, 2, 3, 4, 5]
 TEMPERATURE = 1.7
 PHOTO_IDS = ["00585", "00588", "00589", "00594"]  # real ABID bins, read in place

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 
 import httpx
 import pytest
@@ -19,12 +17,8 @@ from bintally.data.images import decode_image
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import load_predictor
 from bintally.model.preprocess import prepare_batch
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
+from tests.serve.conftest import wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +48,8 @@ def test_the_serve_command_serves_an_enhanced_model_with_its_own_preprocessing(e
         [sys.executable, "-m", "bintally", "serve", enhanced_run, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        assert proc.poll() is None, "the server exited before it was ready"
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until_up(f"{url}/readyz", lambda: proc.poll() is None), "the server exited or was not ready in 2 minutes"
         answer = httpx.post(f"{url}/v1/count", content=photo, headers={"content-type": "image/jpeg"}, timeout=30).json()
         assert answer["probabilities"] == pytest.approx(want, abs=1e-4)
         assert max(abs(answer["probabilities"][c] - unenhanced[c]) for c in want) > 1e-3
@@ -84,14 +71,8 @@ def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact
     env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, "-m", "bintally", "serve", str(model_dir)], env=env, stderr=subprocess.PIPE)
     try:
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until_up(f"{url}/ping", lambda: proc.poll() is None), proc.stderr.read().decode() if proc.stderr else ""
         answer = httpx.post(f"{url}/invocations", content=photos["00585"], headers={"content-type": "image/jpeg"})
         assert answer.status_code == 200 and len(answer.json()) == 1 and len(answer.json()[0]) == 5
     finally:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.serve.conftest import wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/bintally:serve"
@@ -52,13 +53,9 @@ def run_serving(image: str, model_dir: Path) -> tuple[str, str, float]:
     env = ["-e", f"SAGEMAKER_BIND_TO_PORT={port}"]
     run = podman("run", "-d", "--rm", "--name", name, "--network", "host", *env, "-v", f"{model_dir}:/opt/ml/model:ro", image)
     assert run.returncode == 0, run.stderr
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return name, url, time.monotonic() - started
-        except httpx.TransportError:
-            time.sleep(0.2)
+    url = f"http://127.0.0.1:{port}"
+    if wait_until_up(f"{url}/readyz", lambda: True):
+        return name, url, time.monotonic() - started
     logs = podman("logs", name).stderr
     podman("rm", "-f", name)
     pytest.fail(f"the container was not ready in 120 s: {logs[-2000:]}")

@@ -8,11 +8,11 @@ import csv
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 
 from tests.conftest import free_port
+from tests.serve.conftest import wait_until_up
 
 # Make the training extra's packages unimportable, as where they are not installed, then run `bintally ARGS...`.
 NO_TORCH = """
@@ -39,14 +39,8 @@ def test_serve_counts_real_photos_without_torch(artifact_dir, photos):
     port = free_port()
     proc = subprocess.Popen(bintally_without_torch("serve", artifact_dir, "--port", str(port)), stderr=subprocess.PIPE, text=True)
     try:
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until_up(f"{url}/readyz", lambda: proc.poll() is None), proc.stderr.read() if proc.stderr else ""
         for data in photos.values():
             answer = httpx.post(f"{url}/v1/count", content=data, headers={"content-type": "image/jpeg"})
             assert answer.status_code == 200 and answer.json()["count"] in (1, 2, 3, 4, 5)
