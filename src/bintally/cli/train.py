@@ -21,6 +21,7 @@ from bintally.model.quantize import Int8Config, export_int8
 from bintally.model.spec import Head
 from bintally.train.config import RECIPES, Augment, Device, Monitor, Precision, Strategy, TrainConfig
 from bintally.train.loop import StepUpdate, train
+from bintally.train.sagemaker import ML_ROOT, run_training_job
 
 DEFAULT = TrainConfig()  # the CLI's defaults are the library's
 INT8 = Int8Config()
@@ -67,8 +68,10 @@ def chosen_fields(ctx: typer.Context, recipe: str, path: str | None, fields: dic
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    manifest: str,
-    out: Annotated[str, typer.Option("--out", help="run directory; becomes the model artifact")],
+    manifest: Annotated[
+        str | None, typer.Argument(help="manifest to train on; none: run as a SageMaker training job under --sagemaker-root")
+    ] = None,
+    out: Annotated[str | None, typer.Option("--out", help="run directory; becomes the model artifact")] = None,
     backbone: str = DEFAULT.backbone,
     weights: Annotated[str, typer.Option(help="packaged | imagenet | none | PATH")] = DEFAULT.weights,
     strategy: Annotated[Strategy, typer.Option(help="head (frozen backbone) | full | staged")] = DEFAULT.strategy,
@@ -105,8 +108,18 @@ def train_cmd(
     config: Annotated[
         str | None, typer.Option(help="YAML of training settings (e.g. tune's best_config.yaml); options given here override it")
     ] = None,
+    sagemaker_root: Annotated[str, typer.Option(envvar="BINTALLY_SAGEMAKER_ROOT", help="with no MANIFEST: the job's files")] = ML_ROOT,
 ) -> None:
-    """Train a counting model on a manifest; the run directory becomes a model artifact (best validation epoch)."""
+    """Train a counting model on a manifest; the run directory becomes a model artifact (best validation epoch).
+
+    With no MANIFEST it runs as SageMaker's `IMAGE train`: data, hyperparameters and the artifact under /opt/ml."""
+    if manifest is None:
+        with reported_errors(), step_progress() as on_step:
+            job = run_training_job(sagemaker_root, on_epoch=print_epoch, on_step=on_step)
+        console.print(f"best epoch {job.best_epoch + 1}; model artifact in {job.out_dir}")
+        return
+    if out is None:
+        raise typer.BadParameter("is required with a MANIFEST", param_hint="--out")
     try:
         fields = dict(
             backbone=backbone, weights=weights, strategy=strategy, staged_head_epochs=staged_head_epochs, head=head,
