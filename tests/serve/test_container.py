@@ -19,11 +19,14 @@ from tests.serve.conftest import wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/bintally:serve"
+# scripts/container.sh writes this machine's podman settings here unless CONTAINERS_CONF names others.
+CONTAINERS_CONF = ROOT / "build" / "container" / "containers.conf"
 JPEG = {"content-type": "image/jpeg"}
 
 
-def podman(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", "--runtime", "runc", *args], capture_output=True, text=True, **kwargs)
+def podman(*args: str) -> subprocess.CompletedProcess:
+    env = {"CONTAINERS_CONF": str(CONTAINERS_CONF), **os.environ}
+    return subprocess.run(["podman", "--runtime", "runc", *args], capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,6 @@ def serve_image() -> str:
     """`bash scripts/container.sh serve`, as the README says (a debootstrap base and a wheelhouse: no registry here)."""
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed (scripts/system-deps.sh installs it)")
-    conf = ROOT / "build" / "container" / "containers.conf"
-    os.environ.setdefault("CONTAINERS_CONF", str(conf))  # the script writes this machine's settings there
     built = subprocess.run(["bash", "scripts/container.sh", "serve"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return IMAGE
