@@ -107,8 +107,8 @@ def compare(fp32_path: str, int8: bytes, rows: list[ManifestRow], artifact: Mode
     for batch in _batches(rows, spec.preprocess):
         fp32_logits.append(fp32_session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0])
         int8_logits.append(int8_session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0])
-    p32 = softmax(np.concatenate(fp32_logits) / spec.temperature)
-    p8 = softmax(np.concatenate(int8_logits) / spec.temperature)
+    p32 = softmax(np.concatenate(fp32_logits), spec.temperature)
+    p8 = softmax(np.concatenate(int8_logits), spec.temperature)
     classes, truth = np.array(spec.classes), np.array([r.count for r in rows])
     c32, c8 = classes[p32.argmax(1)], classes[p8.argmax(1)]
     return float((c32 == c8).mean()), float((c32 == truth).mean()), float((c8 == truth).mean()), float(np.abs(p32 - p8).max())
