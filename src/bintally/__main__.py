@@ -1,3 +1,3 @@
-from bintally.cli import app
+from bintally.cli import main
 
-app()
+main()

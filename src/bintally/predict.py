@@ -19,27 +19,44 @@ from functools import partial
 from pathlib import PurePosixPath
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec.core import has_magic
+from PIL import Image
 from pydantic import BaseModel, Field
 
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, Predictor, load_predictor, score
-from bintally.model.preprocess import Preprocess, prepare
+from bintally.model.preprocess import Preprocess, normalise, resize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+LOCAL_RAY = "local"  # `--ray` with no address: start Ray on this machine for the one job
+
+
+class RayConfig(BaseModel):
+    """Scoring on a Ray cluster (`bintally.ray_scoring`, the `ray` extra)."""
+
+    address: str = LOCAL_RAY  # local | auto (the cluster `ray start` made here) | HOST:PORT of a cluster's head
+    actors: int | None = Field(None, ge=1)  # model actors; default one per node, or one per GPU where the cluster has GPUs
+    cpus_per_actor: float = Field(1, gt=0)
+    shard_rows: int = Field(1024, ge=1)  # rows per shard file: at most this many are lost with a killed driver
 
 
 class PredictConfig(BaseModel):
     model: str
     inputs: list[str] = Field(min_length=1)
-    out: str  # a local CSV path: it is appended to batch by batch
+    out: str  # a local CSV path: it is appended to batch by batch (with Ray: CSV or .parquet, from the shards)
     backend: Backend = "onnx"
     precision: Precision = "auto"
     batch_size: int = Field(32, ge=1)
     workers: int = Field(4, ge=1)
     endpoint_url: str | None = None
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    ray: RayConfig | None = None  # None: this process alone
 
 
 class PredictSummary(BaseModel):
@@ -114,12 +131,18 @@ def csv_text(header: list[str], rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _load(uri: str, pp: Preprocess, endpoint_url: str | None, max_pixels: int) -> np.ndarray | str:
-    """The model input for one photo, or why it could not be read."""
+def read_photo(uri: str, pp: Preprocess, endpoint_url: str | None, max_pixels: int) -> Image.Image | str:
+    """One photo decoded and resized to the model's input size, or why it could not be read."""
     try:
-        return prepare(decode_image(storage.read_bytes(uri, endpoint_url), max_pixels), pp)
+        return resize(decode_image(storage.read_bytes(uri, endpoint_url), max_pixels), pp)
     except (ImageError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def _load(uri: str, pp: Preprocess, endpoint_url: str | None, max_pixels: int) -> np.ndarray | str:
+    """The model input for one photo, or why it could not be read."""
+    photo = read_photo(uri, pp, endpoint_url, max_pixels)
+    return photo if isinstance(photo, str) else normalise(photo, pp)
 
 
 def _read_ahead(pool: ThreadPoolExecutor, batches: Iterable[list[str]], load: Callable) -> Iterator[tuple[list[str], list]]:
@@ -137,6 +160,8 @@ def _read_ahead(pool: ThreadPoolExecutor, batches: Iterable[list[str]], load: Ca
 def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda done, total: None) -> PredictSummary:
     if storage.is_remote(cfg.out):
         raise ValueError("--out must be a local path: the CSV is appended to after every batch")
+    if cfg.ray:
+        return _predict_on_ray(cfg, on_progress)
     predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
     header = columns(predictor.spec.classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
@@ -149,13 +174,61 @@ def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda
         if fh.tell() == 0:
             writer.writeheader()
         for batch in score_images(predictor, todo, cfg.batch_size, cfg.workers, cfg.endpoint_url, cfg.max_pixels):
-            rows = [_row(uri, outcome) for uri, outcome in batch]
+            rows = [prediction_row(uri, outcome) for uri, outcome in batch]
             failed += sum(1 for row in rows if row["error"])
             scored += len(rows)
             writer.writerows(rows)
             fh.flush()
             on_progress(scored, len(todo))
     return PredictSummary(out=cfg.out, found=len(uris), skipped=len(uris) - len(todo), scored=len(todo) - failed, failed=failed)
+
+
+def _predict_on_ray(cfg: PredictConfig, on_progress: Callable[[int, int], None]) -> PredictSummary:
+    from bintally.ray_scoring import score_on_ray, shards_of  # the ray extra
+
+    assert cfg.ray is not None
+    uris = list_images(cfg.inputs, cfg.endpoint_url)
+    scores = score_on_ray(
+        cfg.model,
+        uris,
+        shards_of(cfg.out),
+        cfg.ray,
+        backend=cfg.backend,
+        precision=cfg.precision,
+        batch_size=cfg.batch_size,
+        endpoint_url=cfg.endpoint_url,
+        max_pixels=cfg.max_pixels,
+        on_progress=on_progress,
+    )
+    header = columns(load_artifact(cfg.model).spec.classes)
+    write_predictions(cfg.out, header, [scores.rows[u] for u in uris])
+    failed = sum(1 for row in scores.rows.values() if row["error"])
+    return PredictSummary(out=cfg.out, found=len(uris), skipped=scores.skipped, scored=len(uris) - scores.skipped - failed, failed=failed)
+
+
+def write_predictions(out: str, header: list[str], rows: list[dict]) -> None:
+    """The whole table at once: CSV, or Parquet (counts and probabilities as numbers) where `out` ends with .parquet."""
+    if not out.endswith(".parquet"):
+        storage.write_bytes(out, csv_text(header, rows).encode())
+        return
+    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64()}
+
+    def column(k: str) -> pa.Array:
+        if k in numbers:  # empty where the photo failed
+            return pa.array([r.get(k) or None for r in rows], pa.string()).cast(numbers[k])
+        return pa.array([r.get(k, "") for r in rows], pa.string())
+
+    table = pa.table({k: column(k) for k in header})
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    pq.write_table(table, out)
+
+
+def outcome_of(row: dict, classes: list[int]) -> CountScore | str:
+    """A prediction row back to its score, or its error (the inverse of `prediction_row`)."""
+    if row["error"]:
+        return row["error"]
+    probabilities = {str(c): float(row[f"p_{c}"]) for c in classes}
+    return CountScore(count=int(row["count"]), confidence=float(row["confidence"]), probabilities=probabilities)
 
 
 def score_images(
@@ -171,10 +244,10 @@ def score_images(
     load = partial(_load, pp=predictor.spec.preprocess, endpoint_url=endpoint_url, max_pixels=max_pixels)
     with ThreadPoolExecutor(workers) as pool:
         for batch, loaded in _read_ahead(pool, batches, load):
-            yield list(zip(batch, _score_batch(predictor, loaded)))
+            yield list(zip(batch, score_loaded(predictor, loaded)))
 
 
-def _score_batch(predictor: Predictor, loaded: list[np.ndarray | str]) -> list[CountScore | str]:
+def score_loaded(predictor: Predictor, loaded: list[np.ndarray | str]) -> list[CountScore | str]:
     good = [i for i, x in enumerate(loaded) if isinstance(x, np.ndarray)]
     logits = predictor.logits(np.stack([loaded[i] for i in good])) if good else np.zeros((0, 0))
     # The error text stays where a photo could not be read; every other place gets its score below.
@@ -184,7 +257,7 @@ def _score_batch(predictor: Predictor, loaded: list[np.ndarray | str]) -> list[C
     return outcomes
 
 
-def _row(uri: str, outcome: CountScore | str) -> dict:
+def prediction_row(uri: str, outcome: CountScore | str) -> dict:
     row = {"id": PurePosixPath(uri).stem, "uri": uri}
     if isinstance(outcome, str):
         return row | {"error": outcome}

@@ -6,6 +6,7 @@ serving install without it (`pip install bintally`, the serve container) simply 
 """
 
 import importlib
+import sys
 
 from bintally.cli import (
     data,  # noqa: F401  (registers commands)
@@ -13,6 +14,7 @@ from bintally.cli import (
     serve,  # noqa: F401
 )
 from bintally.cli.app import app
+from bintally.predict import LOCAL_RAY
 
 TRAINING_COMMANDS = ("train", "calibrate", "tune", "quickstart")
 TRAINING_EXTRA = {"torch", "torchvision", "timm", "optuna"}
@@ -24,4 +26,20 @@ for module in TRAINING_COMMANDS:
         if (exc.name or "").split(".")[0] not in TRAINING_EXTRA:
             raise
 
-__all__ = ["app"]
+
+def with_ray_default(args: list[str]) -> list[str]:
+    """`--ray` with no address (last, or followed by another option) means `--ray local`: typer has no
+    options whose value may be left out."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, LOCAL_RAY)
+    return out
+
+
+def main() -> None:
+    """The `bintally` command."""
+    app(args=with_ray_default(sys.argv[1:]), prog_name="bintally")
+
+
+__all__ = ["app", "main"]

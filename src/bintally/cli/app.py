@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bintally.errors import BintallyError
 from bintally.model.predictor import Backend, Precision
+from bintally.predict import RayConfig
 
 app = typer.Typer(
     name="bintally",
@@ -42,6 +43,22 @@ EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", help="S3-comp
 BackendOpt = Annotated[Backend, typer.Option(help="onnx (fast on CPU) or torch")]
 PrecisionOpt = Annotated[Precision, typer.Option(help="auto (int8 where the model has it and the CPU has VNNI/AMX) | fp32 | int8")]
 MaxPixelsOpt = Annotated[int, typer.Option(help="refuse photos with more pixels (decompression bombs)")]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",  # `--ray` alone is `--ray local` (cli.with_ray_default)
+        help="score on Ray (the ray extra): alone, a Ray started here; auto, the cluster `ray start` made; HOST:PORT, that cluster",
+    ),
+]
+RayActorsOpt = Annotated[int | None, typer.Option(min=1, help="with --ray: model actors [default: one per node, or per GPU]")]
+
+
+def ray_config(address: str | None, actors: int | None) -> RayConfig | None:
+    """`--ray` and `--ray-actors` as a config; None without `--ray`."""
+    if address is None and actors is not None:
+        raise typer.BadParameter("needs --ray", param_hint="--ray-actors")
+    return None if address is None else make_config(RayConfig, address=address, actors=actors)
 
 
 @contextmanager

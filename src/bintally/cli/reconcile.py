@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bintally.cli.app import BackendOpt, EndpointOpt, PrecisionOpt, app, console, make_config, reported_errors
+from bintally.cli.app import (
+    BackendOpt,
+    EndpointOpt,
+    PrecisionOpt,
+    RayActorsOpt,
+    RayOpt,
+    app,
+    console,
+    make_config,
+    ray_config,
+    reported_errors,
+)
 from bintally.reconcile.fit import Targets
 from bintally.reconcile.policy import RecordErrors
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
@@ -39,8 +50,12 @@ def reconcile_cmd(
     backend: BackendOpt = "onnx",
     precision: PrecisionOpt = "auto",
     endpoint_url: EndpointOpt = None,
+    ray: RayOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
-    """Decide for each record: accept, review (a person counts the bin) or mismatch."""
+    """Decide for each record: accept, review (a person counts the bin) or mismatch.
+
+    With --ray the photos are scored on a Ray cluster, their scores kept in OUT.shards/ so a rerun scores only what is missing."""
     cfg = make_config(
         ReconcileConfig,
         model=model,
@@ -53,6 +68,7 @@ def reconcile_cmd(
         backend=backend,
         precision=precision,
         endpoint_url=endpoint_url,
+        ray=ray_config(ray, ray_actors),
     )
     with reported_errors(), console.status("scoring photos"):
         report = reconcile_records(cfg)

@@ -11,10 +11,13 @@ from bintally.cli.app import (
     EndpointOpt,
     MaxPixelsOpt,
     PrecisionOpt,
+    RayActorsOpt,
+    RayOpt,
     app,
     console,
     make_config,
     progress,
+    ray_config,
     reported_errors,
 )
 from bintally.model.artifact import unpacked
@@ -85,15 +88,20 @@ def serve_cmd(
 def predict_cmd(
     model: Annotated[str, typer.Argument(help="model artifact directory (path or URL)")],
     inputs: Annotated[list[str], typer.Argument(help="photos, folders, globs or s3:// prefixes")],
-    out: Annotated[str, typer.Option("--out", help="CSV to write (local); rerun to resume")],
+    out: Annotated[str, typer.Option("--out", help="CSV to write (local; with --ray also .parquet); rerun to resume")],
     backend: BackendOpt = "onnx",
     precision: PrecisionOpt = "auto",
     batch_size: Annotated[int, typer.Option(min=1)] = PREDICT["batch_size"].default,
     workers: Annotated[int, typer.Option(min=1, help="threads reading and decoding photos")] = PREDICT["workers"].default,
     max_pixels: MaxPixelsOpt = PREDICT["max_pixels"].default,
     endpoint_url: EndpointOpt = None,
+    ray: RayOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
-    """Count the objects in every photo under folders, globs and s3:// prefixes: one CSV row per photo."""
+    """Count the objects in every photo under folders, globs and s3:// prefixes: one CSV row per photo.
+
+    With --ray the photos are scored on a Ray cluster; OUT gets the merged rows (CSV, or Parquet for a
+    .parquet name) and OUT.shards/ what each part of the run scored, so a rerun scores only what is missing."""
     cfg = make_config(
         PredictConfig,
         model=model,
@@ -105,6 +113,7 @@ def predict_cmd(
         workers=workers,
         max_pixels=max_pixels,
         endpoint_url=endpoint_url,
+        ray=ray_config(ray, ray_actors),
     )
     with progress("scoring") as update, reported_errors():
         summary = predict(cfg, on_progress=update)

@@ -36,8 +36,8 @@ def resize(img: Image.Image, pp: Preprocess) -> Image.Image:
     return img
 
 
-def normalise(img: Image.Image, pp: Preprocess) -> np.ndarray:
-    """An RGB image already at size x size -> float32 (3, H, W)."""
+def normalise(img: Image.Image | np.ndarray, pp: Preprocess) -> np.ndarray:
+    """An RGB image (or its uint8 HWC pixels) already at size x size -> float32 (3, H, W)."""
     mean, std = np.asarray(pp.mean, dtype=np.float32), np.asarray(pp.std, dtype=np.float32)
     arr = (np.asarray(img, dtype=np.float32) / np.float32(255) - mean) / std
     return np.ascontiguousarray(arr.transpose(2, 0, 1))

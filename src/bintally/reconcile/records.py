@@ -20,10 +20,11 @@ from pathlib import PurePosixPath
 from pydantic import BaseModel, Field, ValidationError
 
 from bintally import storage
+from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, load_predictor
-from bintally.predict import csv_text, score_images
+from bintally.predict import RayConfig, csv_text, outcome_of, score_images
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 
 OUT_COLUMNS = [
@@ -87,6 +88,7 @@ class ReconcileConfig(BaseModel):
     precision: Precision = "auto"
     batch_size: int = Field(32, ge=1)
     endpoint_url: str | None = None
+    ray: RayConfig | None = None  # None: this process alone
 
 
 def _read_csv(url: str, endpoint_url: str | None, needed: set[str]) -> list[tuple[int, dict[str, str]]]:
@@ -145,15 +147,34 @@ class ReconcileReport(BaseModel):
     failed: int
 
 
+def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str]:
+    """Each photo's score or error: in this process, or on Ray (resuming from `<out>.shards`)."""
+    if cfg.ray is None:
+        predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
+        return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
+    from bintally.ray_scoring import score_on_ray, shards_of  # the ray extra
+
+    found = score_on_ray(
+        cfg.model,
+        uris,
+        shards_of(cfg.out),
+        cfg.ray,
+        backend=cfg.backend,
+        precision=cfg.precision,
+        batch_size=cfg.batch_size,
+        endpoint_url=cfg.endpoint_url,
+        max_pixels=DEFAULT_MAX_PIXELS,
+    )
+    classes = load_artifact(cfg.model).spec.classes
+    return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}
+
+
 def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     """Score every record's photo, decide, and write one CSV row per record (with an error where unreadable)."""
     records = read_records(cfg.records, cfg.split, cfg.endpoint_url)
     audits = read_audits(cfg.audited, cfg.endpoint_url) if cfg.audited else {}
     policy = (load_artifact(cfg.model).spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
-    predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
-    scores: dict[str, CountScore | str] = {}
-    for batch in score_images(predictor, sorted({r.uri for r in records}), cfg.batch_size, endpoint_url=cfg.endpoint_url):
-        scores.update(batch)
+    scores = _scores(cfg, sorted({r.uri for r in records}))
     extra_columns = list(dict.fromkeys(k for r in records for k in r.extra))
     rows, decided, truths = [], [], []
     for record in records:

@@ -1,0 +1,211 @@
+"""Scoring photos on a Ray cluster: `bintally predict|reconcile ... --ray [ADDRESS]` (the `ray` extra).
+
+The driver lists the photos and leaves out those earlier shards already scored. Ray Data reads and
+decodes photos in CPU tasks (to the model's input size, as uint8: a quarter of the float32 bytes
+through the object store), and an actor pool runs the model: one ONNX Runtime session per actor, a
+GPU each where the cluster has GPUs. The driver writes the rows it gets back as Parquet shards under
+`<out>.shards/`, each written whole and then renamed, so a killed job loses only rows not yet in a
+shard. A worker that dies has its tasks retried and its actor restarted by Ray; a photo that cannot be
+read gets its error in its row, as on one machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from bintally import storage
+from bintally.errors import BintallyError
+from bintally.model.artifact import INT8_FILE, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, load_artifact
+from bintally.model.predictor import Backend, Precision, load_predictor
+from bintally.model.preprocess import Preprocess, normalise
+from bintally.predict import LOCAL_RAY, RayConfig, columns, is_scored, prediction_row, read_photo, score_loaded
+
+SHARDS_SUFFIX = ".shards"
+log = logging.getLogger(__name__)
+
+
+class RayScores(BaseModel):
+    rows: dict[str, dict[str, str]]  # uri -> its row (predict's columns as text), one per photo asked for
+    skipped: int  # photos earlier shards had already scored
+
+
+def shards_of(out: str) -> str:
+    return out + SHARDS_SUFFIX
+
+
+def read_shards(folder: str, header: list[str]) -> dict[str, dict[str, str]]:
+    """Rows of earlier runs, one per photo: a scored row wins over a failed one, a later failure over an earlier.
+    A shard that cannot be read (cut short by a kill) is ignored: its photos are scored again."""
+    found: dict[str, dict[str, str]] = {}
+    for path in sorted(Path(folder).glob("*.parquet")) if os.path.isdir(folder) else []:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            log.warning("ignoring unreadable shard %s: %s", path, exc)
+            continue
+        if table.column_names != header:
+            raise ValueError(f"{path} has columns {table.column_names}, not this model's {header}; choose another --out")
+        for row in table.to_pylist():
+            if row["uri"] not in found or not is_scored(found[row["uri"]], header):
+                found[row["uri"]] = row
+    return found
+
+
+class ShardWriter:
+    """Rows to Parquet files of at most `rows` rows, each written to a temporary name and renamed when whole."""
+
+    def __init__(self, folder: str, header: list[str], rows: int):
+        self.folder, self.header, self.rows = folder, header, rows
+        self.pending: list[dict[str, str]] = []
+        os.makedirs(folder, exist_ok=True)
+
+    def add(self, rows: list[dict[str, str]]) -> None:
+        self.pending += rows
+        while len(self.pending) >= self.rows:
+            self._write(self.pending[: self.rows])
+            self.pending = self.pending[self.rows :]
+
+    def close(self) -> None:
+        if self.pending:
+            self._write(self.pending)
+            self.pending = []
+
+    def _write(self, rows: list[dict[str, str]]) -> None:
+        table = pa.table({k: pa.array([r[k] for r in rows], pa.string()) for k in self.header})
+        final = os.path.join(self.folder, f"{time.time_ns()}.parquet")  # names sort by time: later rows read later
+        pq.write_table(table, final + ".tmp")
+        os.replace(final + ".tmp", final)
+
+
+def ray_module() -> ModuleType:
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise BintallyError(f"--ray needs Ray: pip install 'bintally[ray]' ({exc})") from exc
+    return ray
+
+
+def connect(address: str) -> None:
+    """Join the cluster at `address` (auto: the one `ray start` made here), or start Ray here for `local`."""
+    ray = ray_module()
+    if ray.is_initialized():
+        return
+    if address == LOCAL_RAY:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def artifact_files(model: str, backend: Backend) -> dict[str, bytes]:
+    """The files an actor needs to load the model, read once by the driver: a model path need not exist on the nodes."""
+    names = [SPEC_FILE, WEIGHTS_FILE] + ([ONNX_FILE, INT8_FILE] if backend == "onnx" else [])
+    found = [n for n in names if storage.exists(storage.join(model, n))]
+    return {n: storage.read_bytes(storage.join(model, n)) for n in found}
+
+
+def read_photos(batch: dict[str, np.ndarray], pp: Preprocess, endpoint_url: str | None, max_pixels: int) -> dict[str, np.ndarray]:
+    """A Ray Data batch of uris -> each photo at the model's size (uint8 HWC, zeros where it failed) and its error."""
+    pixels, errors = [], []
+    for uri in batch["uri"]:
+        photo = read_photo(str(uri), pp, endpoint_url, max_pixels)
+        ok = not isinstance(photo, str)
+        pixels.append(np.asarray(photo, np.uint8) if ok else np.zeros((pp.size, pp.size, 3), np.uint8))
+        errors.append("" if ok else photo)
+    return {"uri": batch["uri"], "pixels": np.stack(pixels), "error": np.array(errors, dtype=object)}
+
+
+class Scorer:
+    """A Ray Data actor: the model loaded once (its files from the object store), then batch after batch."""
+
+    def __init__(self, files: list, backend: Backend, precision: Precision):
+        import ray
+
+        self.folder = tempfile.TemporaryDirectory(prefix="bintally-model-")
+        for name, data in ray.get(files[0]).items():  # in a list, so Ray hands over the reference, not the bytes
+            Path(self.folder.name, name).write_bytes(data)
+        self.predictor = load_predictor(self.folder.name, backend, precision)
+        self.header = columns(self.predictor.spec.classes)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        pp = self.predictor.spec.preprocess
+        loaded = [str(e) if e else normalise(px, pp) for px, e in zip(batch["pixels"], batch["error"])]
+        rows = [prediction_row(str(u), o) for u, o in zip(batch["uri"], score_loaded(self.predictor, loaded))]
+        return {k: [str(r.get(k, "")) for r in rows] for k in self.header}
+
+
+def _actors(cfg: RayConfig) -> tuple[int, float]:
+    """How many model actors, and the GPUs each holds."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    nodes = sum(1 for n in ray.nodes() if n["Alive"])
+    return (cfg.actors or gpus or nodes), (1.0 if gpus else 0.0)
+
+
+def score_on_ray(
+    model: str,
+    uris: list[str],
+    shards: str,
+    cfg: RayConfig,
+    *,
+    backend: Backend = "onnx",
+    precision: Precision = "auto",
+    batch_size: int = 32,
+    endpoint_url: str | None = None,
+    max_pixels: int,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> RayScores:
+    """Every photo's row, scored on the cluster or read from `shards` where an earlier run scored it."""
+    ray = ray_module()
+
+    spec = load_artifact(model).spec
+    header = columns(spec.classes)
+    rows = read_shards(shards, header)
+    todo = [u for u in uris if not (u in rows and is_scored(rows[u], header))]
+    if todo:
+        connect(cfg.address)
+        actors, gpus = _actors(cfg)
+        files = [ray.put(artifact_files(model, backend))]
+        scored = (
+            ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=max(1, len(todo) // batch_size))
+            # Reading waits on storage half the time, so two readers share a CPU; the different resources also keep
+            # reading a stage of its own (Ray would otherwise fuse it into the actors, one reader per model).
+            .map_batches(
+                partial(read_photos, pp=spec.preprocess, endpoint_url=endpoint_url, max_pixels=max_pixels),
+                batch_size=batch_size,
+                num_cpus=0.5,
+            )
+            .map_batches(
+                Scorer,
+                fn_constructor_args=(files, backend, precision),
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=cfg.cpus_per_actor,
+                num_gpus=gpus,
+                batch_size=batch_size,
+            )
+        )
+        writer = ShardWriter(shards, header, cfg.shard_rows)
+        done = 0
+        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            new = cast(pa.Table, batch).to_pylist()
+            writer.add(new)
+            rows.update({r["uri"]: r for r in new})
+            done += len(new)
+            on_progress(done, len(todo))
+        writer.close()
+    return RayScores(rows={u: rows[u] for u in uris}, skipped=len(uris) - len(todo))
