@@ -25,12 +25,13 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is import
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 from bintally.cli import app, with_ray_default
+from bintally.errors import BintallyError
 from bintally.predict import PredictConfig, RayConfig, predict
 from bintally.ray_scoring import shards_of
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
 
 pytestmark = pytest.mark.slow
-LOCAL_PHOTOS, S3_PHOTOS = 200, 60
+LOCAL_PHOTOS, S3_PHOTOS = 150, 50
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def cluster(s3_endpoint):
 
 @pytest.fixture(scope="module")
 def photos(abid_root, s3_endpoint, tmp_path_factory) -> list[str]:
-    """200 real bin photos in a folder (linked, read in place), one corrupt JPEG, and 60 more in moto's S3."""
+    """150 real bin photos in a folder (linked, read in place), one corrupt JPEG, and 50 more in moto's S3."""
     folder = tmp_path_factory.mktemp("ray-photos")
     sample = sorted((abid_root / "bin-images").glob("*.jpg"))
     for p in sample[:LOCAL_PHOTOS]:
@@ -99,13 +100,13 @@ def assert_same_scores(rows: dict[str, dict], expected: dict[str, dict]) -> None
 
 
 def test_two_nodes_score_like_one_machine_then_resume(cluster, onnx_artifact, photos, one_machine, s3_endpoint, tmp_path):
-    """Tried: 261 photos (200 local, one corrupt, 60 on S3) scored on two nodes with one model actor each, in
-    shards of 50 rows; then a rerun; then a rerun after one shard is deleted and another cut in half (a kill
+    """Tried: 201 photos (150 local, one corrupt, 50 on S3) scored on two nodes with one model actor each, in
+    shards of 40 rows; then a rerun; then a rerun after one shard is deleted and another cut in half (a kill
     during a write). Must hold: every count equals the one-machine path's, the corrupt photo keeps its error,
     each rerun scores only what no readable shard holds (the corrupt photo is retried every time), and the
     merged file always has exactly one row per photo."""
     out = tmp_path / "predictions.csv"
-    ray_cfg = RayConfig(address=cluster.address, shard_rows=50)
+    ray_cfg = RayConfig(address=cluster.address, shard_rows=40)
     cfg = PredictConfig(model=onnx_artifact, inputs=photos, out=str(out), endpoint_url=s3_endpoint, batch_size=16, ray=ray_cfg)
     total = LOCAL_PHOTOS + S3_PHOTOS + 1
     first = predict(cfg)
@@ -117,7 +118,7 @@ def test_two_nodes_score_like_one_machine_then_resume(cluster, onnx_artifact, ph
     assert (again.skipped, again.scored, again.failed) == (total - 1, 0, 1)
 
     shards = sorted(Path(shards_of(str(out))).glob("*.parquet"))
-    assert len(shards) >= 6  # 50 rows each, and one more per run for the retried photo
+    assert len(shards) >= 6  # 40 rows each, and one more per run for the retried photo
     lost = {*pq.read_table(shards[0]).column("uri").to_pylist(), *pq.read_table(shards[1]).column("uri").to_pylist()}
     shards[0].unlink()
     shards[1].write_bytes(shards[1].read_bytes()[:200])
@@ -157,6 +158,16 @@ def test_reconcile_on_ray_decides_like_one_machine(cluster, onnx_artifact, small
     assert len(kept) == 80
 
 
+def test_actors_that_would_hold_every_cpu_are_refused(cluster, onnx_artifact, photos, tmp_path):
+    """Tried: two actors of two CPUs each on the cluster's four CPUs. Must hold: a clear error before any work
+    (the photo-reading tasks could never be scheduled, and the job would wait forever), no shard written."""
+    out = tmp_path / "refused.csv"
+    ray_cfg = RayConfig(address=cluster.address, actors=2, cpus_per_actor=2)
+    with pytest.raises(BintallyError, match="leave no CPU for reading photos"):
+        predict(PredictConfig(model=onnx_artifact, inputs=photos[:1], out=str(out), ray=ray_cfg))
+    assert not Path(shards_of(str(out))).exists() and not out.exists()
+
+
 def _scorer_pids() -> list[int]:
     """Processes of the model actors (Ray names each worker process after its actor)."""
     pids = []
@@ -170,7 +181,7 @@ def _scorer_pids() -> list[int]:
 
 
 def test_a_killed_actor_does_not_stop_the_job(cluster, onnx_artifact, photos, one_machine, tmp_path):
-    """Tried: `bintally predict --ray ADDRESS` over the 201 local photos, batch size 4, and SIGKILL to one model
+    """Tried: `bintally predict --ray ADDRESS` over the 151 local photos, batch size 4, and SIGKILL to one model
     actor's process while the job runs. Must hold: the job still exits 0, Ray restarts the actor and retries its
     batch, every photo ends with exactly one row, and every count equals the one-machine path's."""
     out = tmp_path / "killed.csv"

@@ -42,7 +42,7 @@ class RayConfig(BaseModel):
 
     address: str = LOCAL_RAY  # local | auto (the cluster `ray start` made here) | HOST:PORT of a cluster's head
     actors: int | None = Field(None, ge=1)  # model actors; default one per node, or one per GPU where the cluster has GPUs
-    cpus_per_actor: float = Field(1, gt=0)
+    cpus_per_actor: float = Field(1, gt=0)  # a reservation: ONNX Runtime's threads use what the node has
     shard_rows: int = Field(1024, ge=1)  # rows per shard file: at most this many are lost with a killed driver
 
 

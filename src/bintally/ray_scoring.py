@@ -34,6 +34,7 @@ from bintally.model.preprocess import Preprocess, normalise
 from bintally.predict import LOCAL_RAY, RayConfig, columns, is_scored, prediction_row, read_photo, score_loaded
 
 SHARDS_SUFFIX = ".shards"
+READER_CPUS = 0.5  # a photo-reading task's CPUs
 log = logging.getLogger(__name__)
 
 
@@ -148,13 +149,21 @@ class Scorer:
         return {k: [str(r.get(k, "")) for r in rows] for k in self.header}
 
 
-def _actors(cfg: RayConfig) -> tuple[int, float]:
-    """How many model actors, and the GPUs each holds."""
-    import ray
-
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+def _actors(cfg: RayConfig, blocks: int) -> tuple[int, float]:
+    """How many model actors (no more than there are blocks to score), and the GPUs each holds. Actors that
+    would hold every CPU are refused: the reading tasks would never be scheduled and the job would wait forever."""
+    ray = ray_module()
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
     nodes = sum(1 for n in ray.nodes() if n["Alive"])
-    return (cfg.actors or gpus or nodes), (1.0 if gpus else 0.0)
+    actors = min(cfg.actors or gpus or nodes, blocks)
+    cpus = resources.get("CPU", 0)
+    if actors * cfg.cpus_per_actor > cpus - READER_CPUS:
+        raise BintallyError(
+            f"{actors} model actors of {cfg.cpus_per_actor:g} CPUs leave no CPU for reading photos on this cluster's "
+            f"{cpus:g} CPUs: ask for fewer actors or fewer CPUs each"
+        )
+    return actors, (1.0 if gpus else 0.0)
 
 
 def score_on_ray(
@@ -179,16 +188,17 @@ def score_on_ray(
     todo = [u for u in uris if not (u in rows and is_scored(rows[u], header))]
     if todo:
         connect(cfg.address)
-        actors, gpus = _actors(cfg)
+        blocks = max(1, len(todo) // batch_size)
+        actors, gpus = _actors(cfg, blocks)
         files = [ray.put(artifact_files(model, backend))]
         scored = (
-            ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=max(1, len(todo) // batch_size))
+            ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=blocks)
             # Reading waits on storage half the time, so two readers share a CPU; the different resources also keep
             # reading a stage of its own (Ray would otherwise fuse it into the actors, one reader per model).
             .map_batches(
                 partial(read_photos, pp=spec.preprocess, endpoint_url=endpoint_url, max_pixels=max_pixels),
                 batch_size=batch_size,
-                num_cpus=0.5,
+                num_cpus=READER_CPUS,
             )
             .map_batches(
                 Scorer,

@@ -52,13 +52,14 @@ RayOpt = Annotated[
     ),
 ]
 RayActorsOpt = Annotated[int | None, typer.Option(min=1, help="with --ray: model actors [default: one per node, or per GPU]")]
+RayActorCpusOpt = Annotated[float, typer.Option(min=0.01, help="with --ray: CPUs each model actor reserves")]
 
 
-def ray_config(address: str | None, actors: int | None) -> RayConfig | None:
-    """`--ray` and `--ray-actors` as a config; None without `--ray`."""
+def ray_config(address: str | None, actors: int | None, cpus_per_actor: float) -> RayConfig | None:
+    """`--ray`, `--ray-actors` and `--ray-actor-cpus` as a config; None without `--ray`."""
     if address is None and actors is not None:
         raise typer.BadParameter("needs --ray", param_hint="--ray-actors")
-    return None if address is None else make_config(RayConfig, address=address, actors=actors)
+    return None if address is None else make_config(RayConfig, address=address, actors=actors, cpus_per_actor=cpus_per_actor)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from bintally.cli.app import (
     BackendOpt,
     EndpointOpt,
     PrecisionOpt,
+    RayActorCpusOpt,
     RayActorsOpt,
     RayOpt,
     app,
@@ -19,6 +20,7 @@ from bintally.cli.app import (
     ray_config,
     reported_errors,
 )
+from bintally.predict import RayConfig
 from bintally.reconcile.fit import Targets
 from bintally.reconcile.policy import RecordErrors
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
@@ -52,6 +54,7 @@ def reconcile_cmd(
     endpoint_url: EndpointOpt = None,
     ray: RayOpt = None,
     ray_actors: RayActorsOpt = None,
+    ray_actor_cpus: RayActorCpusOpt = RayConfig.model_fields["cpus_per_actor"].default,
 ) -> None:
     """Decide for each record: accept, review (a person counts the bin) or mismatch.
 
@@ -68,7 +71,7 @@ def reconcile_cmd(
         backend=backend,
         precision=precision,
         endpoint_url=endpoint_url,
-        ray=ray_config(ray, ray_actors),
+        ray=ray_config(ray, ray_actors, ray_actor_cpus),
     )
     with reported_errors(), console.status("scoring photos"):
         report = reconcile_records(cfg)

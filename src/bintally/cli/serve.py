@@ -11,6 +11,7 @@ from bintally.cli.app import (
     EndpointOpt,
     MaxPixelsOpt,
     PrecisionOpt,
+    RayActorCpusOpt,
     RayActorsOpt,
     RayOpt,
     app,
@@ -21,7 +22,7 @@ from bintally.cli.app import (
     reported_errors,
 )
 from bintally.model.artifact import unpacked
-from bintally.predict import PredictConfig, predict
+from bintally.predict import PredictConfig, RayConfig, predict
 from bintally.serve.app import ServeConfig, run
 from bintally.serve.batching import BatchConfig
 
@@ -97,6 +98,7 @@ def predict_cmd(
     endpoint_url: EndpointOpt = None,
     ray: RayOpt = None,
     ray_actors: RayActorsOpt = None,
+    ray_actor_cpus: RayActorCpusOpt = RayConfig.model_fields["cpus_per_actor"].default,
 ) -> None:
     """Count the objects in every photo under folders, globs and s3:// prefixes: one CSV row per photo.
 
@@ -113,7 +115,7 @@ def predict_cmd(
         workers=workers,
         max_pixels=max_pixels,
         endpoint_url=endpoint_url,
-        ray=ray_config(ray, ray_actors),
+        ray=ray_config(ray, ray_actors, ray_actor_cpus),
     )
     with progress("scoring") as update, reported_errors():
         summary = predict(cfg, on_progress=update)
