@@ -124,3 +124,13 @@ def test_sigkill_during_scoring_then_resume_leaves_one_complete_row_per_photo(sm
     rows = list(csv.DictReader(out.open(newline="")))
     assert sorted(r["id"] for r in rows) == sorted(p.stem for p in photos)
     assert all(r["error"] == "" and r[f"p_{c}"] for r in rows for c in CLASSES)
+
+
+def test_a_manifest_names_its_photos(small_artifact, small_manifest, tmp_path):
+    """Tried: a manifest (.parquet) as the input. Must hold: one scored row per manifest row, with its uri."""
+    from bintally.data.manifest import read_manifest
+
+    out = tmp_path / "manifest.csv"
+    summary = predict(PredictConfig(model=small_artifact, inputs=[str(small_manifest)], out=str(out), backend="torch"))
+    uris = {r.uri for r in read_manifest(str(small_manifest)).rows}
+    assert summary.scored == len(uris) == 80 and {r["uri"] for r in read_rows(out).values()} == uris

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, Predictor, load_predictor, score
 from bintally.model.preprocess import Preprocess, normalise, resize
@@ -68,9 +69,13 @@ class PredictSummary(BaseModel):
 
 
 def list_images(inputs: Iterable[str], endpoint_url: str | None = None) -> list[str]:
-    """Every photo named: a file as given, a folder or prefix recursively, a glob by its matches."""
+    """Every photo named: a file as given, a folder or prefix recursively, a glob by its matches, a manifest
+    (.parquet) by its rows' photos."""
     found: set[str] = set()
     for url in inputs:
+        if url.endswith(".parquet"):
+            found.update(row.uri for row in read_manifest(url, endpoint_url).rows)
+            continue
         fs, path = storage.resolve(url, endpoint_url)
         if has_magic(path):
             paths = fs.glob(path)

@@ -1,6 +1,6 @@
 """A serving install has no torch (the core install, the serve container): `bintally serve`, `predict` and
 `reconcile` must run on ONNX Runtime alone. Each test runs the CLI in a fresh interpreter where importing
-torch, torchvision, timm or optuna fails, as it would where they are not installed."""
+torch, torchvision, timm, optuna or ray fails, as it would where the `train` and `ray` extras are not installed."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ import sys
 
 class Absent:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "timm", "optuna"):
+        if name.split(".")[0] in ("torch", "torchvision", "timm", "optuna", "ray"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 sys.meta_path.insert(0, Absent())
-from bintally.cli import app
-app(sys.argv[1:], prog_name="bintally")
+from bintally.cli import main
+sys.argv[0] = "bintally"
+main()
 """
 
 
@@ -50,8 +51,9 @@ def test_serve_counts_real_photos_without_torch(artifact_dir, photos):
 
 
 def test_predict_scores_a_folder_without_torch_and_training_commands_are_absent(artifact_dir, abid_root, tmp_path):
-    """Tried: `bintally predict` on 3 real photos, then `bintally train --help`, with torch unimportable. Must hold:
-    3 scored rows; train is not a command there (it needs the `train` extra), said as a usage error, not a traceback."""
+    """Tried: `bintally predict` on 3 real photos, then `bintally train --help`, then `predict --ray`, with torch
+    and ray unimportable. Must hold: 3 scored rows; train is not a command there (it needs the `train` extra),
+    said as a usage error; `--ray` fails with one line naming the `ray` extra and leaves the CSV as it was."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for path in sorted((abid_root / "bin-images").glob("*.jpg"))[:3]:
@@ -63,3 +65,8 @@ def test_predict_scores_a_folder_without_torch_and_training_commands_are_absent(
     assert len(rows) == 3 and all(r["count"] and not r["error"] for r in rows)
     training = subprocess.run(bintally_without_torch("train", "--help"), capture_output=True, text=True)
     assert training.returncode == 2 and "No such command 'train'" in training.stderr and "Traceback" not in training.stderr
+    before = out.read_bytes()
+    on_ray_args = bintally_without_torch("predict", artifact_dir, str(folder), "--out", str(out), "--ray")
+    on_ray = subprocess.run(on_ray_args, capture_output=True, text=True)
+    assert on_ray.returncode == 1 and "pip install 'bintally[ray]'" in on_ray.stderr and "Traceback" not in on_ray.stderr
+    assert out.read_bytes() == before

@@ -16,14 +16,14 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Logits [N, K] (float32) and recorded counts [N] over a loader, in its order."""
+def predict_logits(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Logits [N, K] and recorded counts [N] over a loader, in its order, in float32: the precision the model is
+    served in. (Validating under bf16 autocast moved accuracy by 3 points on 574 bins, either way: the epoch
+    kept would be picked on numbers the served model does not have.)"""
     model.eval()
     logits, counts = [], []
     for x, y in loader:
-        x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits.append(model(x).float().cpu())
+        logits.append(model(x.to(device, non_blocking=True)).float().cpu())
         counts.append(y)
     if not logits:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)

@@ -284,9 +284,10 @@ class Trainer:
         return torch.searchsorted(self.class_values, counts.to(self.ctx.device, torch.float32))
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
-        """Scalar metrics and loss over the whole validation split: each rank predicts its share, every rank gets all."""
+        """Scalar metrics and loss over the whole validation split: each rank predicts its share, every rank gets all.
+        In float32 under any --precision: what is validated is what is served."""
         shard = self.data.val_rows[self.ctx.rank :: self.ctx.world_size]
-        logits, counts = predict_logits(model, self._loader(shard, None, 0, shuffle=False), self.ctx.device, self.amp)
+        logits, counts = predict_logits(model, self._loader(shard, None, 0, shuffle=False), self.ctx.device)
         parts = [p for p in distributed.gather(self.ctx, (logits, counts)) if len(p[1])]
         logits, counts = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         metrics = scalars(metrics_from_logits(logits, counts, self.data.classes))
