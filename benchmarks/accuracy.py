@@ -27,7 +27,8 @@ from pathlib import Path
 from bintally.data.abid import AbidRoot
 from bintally.data.manifest import Manifest, ManifestBuild, build_manifest, read_manifest, write_manifest
 from bintally.data.subset import Subset
-from bintally.evaluate.metrics import scalars
+from bintally.evaluate.calibrate import split_logits
+from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.evaluate.report import evaluate, predict_split
 from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
@@ -101,6 +102,8 @@ def run_recipe(name: str, manifest: str, out: Path, preset: dict, validation_onl
         "history": result.history,
         "train_minutes": minutes,
     }
+    if name in EXTRA_COUNTS:
+        row["validation_answering_1_5"] = answering_1_to_5(run, manifest)
     if validation_only:
         return row
     test = evaluate(str(run), manifest, str(out / f"{name}-report"), split="test", device=preset["device"], workers=preset["workers"])
@@ -152,6 +155,15 @@ def results_table(folder: Path) -> str:
     return "\n".join([table(rows), "", *ema_comparison(rows), "", *(f"hardware: {m}" for m in machines)])
 
 
+def answering_1_to_5(run: Path, manifest: str) -> dict:
+    """Validation metrics of a model trained on more counts, its answer restricted to the benchmark's counts 1-5:
+    do the extra bins help the 1-5 answer once the model may not answer 0 or 6+?"""
+    artifact = load_artifact(str(run))
+    logits, counts = split_logits(artifact, read_manifest(manifest), "val", "cpu", workers=2)
+    keep = [i for i, c in enumerate(artifact.spec.classes) if COUNTS[0] <= c <= COUNTS[1]]
+    return scalars(metrics_from_logits(logits[:, keep], counts, [artifact.spec.classes[i] for i in keep]))
+
+
 def rescore_validation(folder: Path, runs: Path, manifest: str) -> None:
     """Result files whose validation ran under bf16 autocast (before the loop validated in float32): each run's
     kept artifact scored on the validation split in float32, as `evaluate` and serving score it. The bf16 numbers
@@ -160,12 +172,16 @@ def rescore_validation(folder: Path, runs: Path, manifest: str) -> None:
         result = json.loads(path.read_text())
         for row in result["rows"]:
             run = runs / result["setting"] / row["recipe"]
-            if row.get("validation_precision") == "fp32" or not run.is_dir():
+            if not run.is_dir():
                 continue
-            served = predict_split(load_artifact(str(run)), manifest, "val", "cpu", batch_size=64, workers=2)
-            row |= {"validation_bf16_autocast": row["validation"], "validation": scalars(served), "validation_precision": "fp32"}
-            before = row["validation_bf16_autocast"]["accuracy"]
-            print(f"{path.name} {row['recipe']}: val acc {before:.1%} (bf16 autocast) -> {served['accuracy']:.1%} (fp32)")
+            if row.get("validation_precision") != "fp32":
+                served = predict_split(load_artifact(str(run)), manifest, "val", "cpu", batch_size=64, workers=2)
+                row |= {"validation_bf16_autocast": row["validation"], "validation": scalars(served), "validation_precision": "fp32"}
+                before = row["validation_bf16_autocast"]["accuracy"]
+                print(f"{path.name} {row['recipe']}: val acc {before:.1%} (bf16 autocast) -> {served['accuracy']:.1%} (fp32)")
+            if row["recipe"] in EXTRA_COUNTS and "validation_answering_1_5" not in row:
+                row["validation_answering_1_5"] = answering_1_to_5(run, manifest)
+                print(f"{path.name} {row['recipe']}: answering 1-5 only, val acc {row['validation_answering_1_5']['accuracy']:.1%}")
         result["table"] = table([r | {"setting": result["setting"]} for r in result["rows"]])
         path.write_text(json.dumps(result, indent=2))
 

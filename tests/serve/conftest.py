@@ -1,11 +1,15 @@
-"""Serving fixtures: a real model artifact, real bin photos, and real uvicorn servers on 127.0.0.1."""
+"""Serving fixtures: a real model artifact, real bin photos, real uvicorn servers on 127.0.0.1, and the serve
+image built with podman."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,6 +33,38 @@ def wait_until_up(url: str, alive: Callable[[], bool], timeout_s: float = 120) -
             pass
         time.sleep(0.2)
     return False
+
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "localhost/bintally:serve"
+# scripts/container.sh writes this machine's podman settings here unless CONTAINERS_CONF names others.
+CONTAINERS_CONF = ROOT / "build" / "container" / "containers.conf"
+
+
+def podman_env() -> dict[str, str]:
+    return {"CONTAINERS_CONF": str(CONTAINERS_CONF), **os.environ}
+
+
+def podman(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", "--runtime", "runc", *args], capture_output=True, text=True, env=podman_env())
+
+
+@pytest.fixture(scope="session")
+def serve_image() -> str:
+    """`bash scripts/container.sh serve`, as the README says (a debootstrap base and a wheelhouse: no registry here)."""
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed (scripts/system-deps.sh installs it)")
+    built = subprocess.run(["bash", "scripts/container.sh", "serve"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return IMAGE
+
+
+def readable_copy(artifact_dir: str, into: Path) -> Path:
+    """The artifact copied where the image's non-root user can read it."""
+    shutil.copytree(artifact_dir, into)
+    for path in [into, *into.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return into
 
 
 CLASSES = [1, 2, 3, 4, 5]

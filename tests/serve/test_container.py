@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import tarfile
 import time
 import uuid
@@ -15,36 +12,9 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.serve.conftest import wait_until_up
+from tests.serve.conftest import podman, readable_copy, wait_until_up
 
-ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "localhost/bintally:serve"
-# scripts/container.sh writes this machine's podman settings here unless CONTAINERS_CONF names others.
-CONTAINERS_CONF = ROOT / "build" / "container" / "containers.conf"
 JPEG = {"content-type": "image/jpeg"}
-
-
-def podman(*args: str) -> subprocess.CompletedProcess:
-    env = {"CONTAINERS_CONF": str(CONTAINERS_CONF), **os.environ}
-    return subprocess.run(["podman", "--runtime", "runc", *args], capture_output=True, text=True, env=env)
-
-
-@pytest.fixture(scope="module")
-def serve_image() -> str:
-    """`bash scripts/container.sh serve`, as the README says (a debootstrap base and a wheelhouse: no registry here)."""
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed (scripts/system-deps.sh installs it)")
-    built = subprocess.run(["bash", "scripts/container.sh", "serve"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return IMAGE
-
-
-def readable_copy(artifact_dir: str, into: Path) -> Path:
-    """The artifact copied where the image's non-root user can read it."""
-    shutil.copytree(artifact_dir, into)
-    for path in [into, *into.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return into
 
 
 def run_serving(image: str, model_dir: Path) -> tuple[str, str, float]:
