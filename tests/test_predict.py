@@ -134,3 +134,12 @@ def test_a_manifest_names_its_photos(small_artifact, small_manifest, tmp_path):
     summary = predict(PredictConfig(model=small_artifact, inputs=[str(small_manifest)], out=str(out), backend="torch"))
     uris = {r.uri for r in read_manifest(str(small_manifest)).rows}
     assert summary.scored == len(uris) == 80 and {r["uri"] for r in read_rows(out).values()} == uris
+
+
+def test_a_parquet_out_without_ray_is_refused_before_any_work(small_artifact, photo_folder, tmp_path):
+    """Tried: `--out predictions.parquet` without --ray. Must hold: a clear error, and no file written (the
+    single-machine path appends CSV text batch by batch, which a .parquet name would hide)."""
+    out = tmp_path / "predictions.parquet"
+    with pytest.raises(ValueError, match="needs --ray"):
+        predict(PredictConfig(model=small_artifact, inputs=[str(photo_folder)], out=str(out), backend="torch"))
+    assert not out.exists()

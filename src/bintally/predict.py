@@ -167,6 +167,8 @@ def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda
         raise ValueError("--out must be a local path: the CSV is appended to after every batch")
     if cfg.ray:
         return _predict_on_ray(cfg, on_progress)
+    if cfg.out.endswith(".parquet"):
+        raise ValueError("--out .parquet needs --ray (the merged table is written once); without it --out is a CSV appended batch by batch")
     predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
     header = columns(predictor.spec.classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)

@@ -154,6 +154,8 @@ def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
     from bintally.ray_scoring import score_on_ray, shards_of  # the ray extra
 
+    if storage.is_remote(cfg.out):
+        raise ValueError("with --ray, --out must be a local path: the scores' shards are kept beside it")
     found = score_on_ray(
         cfg.model,
         uris,
