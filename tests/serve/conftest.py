@@ -42,7 +42,9 @@ CONTAINERS_CONF = ROOT / "build" / "container" / "containers.conf"
 
 
 def podman_env() -> dict[str, str]:
-    return {"CONTAINERS_CONF": str(CONTAINERS_CONF), **os.environ}
+    """This machine's podman settings once scripts/container.sh has written them (a fresh clone has none before
+    the first build; podman refuses a CONTAINERS_CONF that names no file)."""
+    return ({"CONTAINERS_CONF": str(CONTAINERS_CONF)} if CONTAINERS_CONF.exists() else {}) | dict(os.environ)
 
 
 def podman(*args: str) -> subprocess.CompletedProcess:
