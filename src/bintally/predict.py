@@ -191,22 +191,10 @@ def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda
 
 
 def _predict_on_ray(cfg: PredictConfig, on_progress: Callable[[int, int], None]) -> PredictSummary:
-    from bintally.ray_scoring import score_on_ray, shards_of  # the ray extra
+    from bintally.ray_scoring import score_on_ray  # the ray extra
 
-    assert cfg.ray is not None
     uris = list_images(cfg.inputs, cfg.endpoint_url)
-    scores = score_on_ray(
-        cfg.model,
-        uris,
-        shards_of(cfg.out),
-        cfg.ray,
-        backend=cfg.backend,
-        precision=cfg.precision,
-        batch_size=cfg.batch_size,
-        endpoint_url=cfg.endpoint_url,
-        max_pixels=cfg.max_pixels,
-        on_progress=on_progress,
-    )
+    scores = score_on_ray(cfg, uris, cfg.max_pixels, on_progress)
     header = columns(load_artifact(cfg.model).spec.classes)
     write_predictions(cfg.out, header, [scores.rows[u] for u in uris])
     failed = sum(1 for row in scores.rows.values() if row["error"])

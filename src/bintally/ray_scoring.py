@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from bintally import storage
+from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.errors import BintallyError
 from bintally.model.artifact import INT8_FILE, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, load_artifact
 from bintally.model.predictor import Backend, Precision, load_predictor
@@ -166,20 +167,29 @@ def _actors(cfg: RayConfig, blocks: int) -> tuple[int, float]:
     return actors, (1.0 if gpus else 0.0)
 
 
+class ScoringJob(Protocol):
+    """What `predict` and `reconcile` configs share, and scoring on Ray reads from either."""
+
+    model: str
+    out: str  # local: the shards live beside it
+    backend: Backend
+    precision: Precision
+    batch_size: int
+    endpoint_url: str | None
+    ray: RayConfig | None
+
+
 def score_on_ray(
-    model: str,
+    job: ScoringJob,
     uris: list[str],
-    shards: str,
-    cfg: RayConfig,
-    *,
-    backend: Backend = "onnx",
-    precision: Precision = "auto",
-    batch_size: int = 32,
-    endpoint_url: str | None = None,
-    max_pixels: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> RayScores:
-    """Every photo's row, scored on the cluster or read from `shards` where an earlier run scored it."""
+    """Every photo's row, scored on the cluster or read from `<out>.shards` where an earlier run scored it."""
+    if job.ray is None or storage.is_remote(job.out):
+        raise ValueError("scoring on Ray needs a Ray config and a local --out: the shards are kept beside it")
+    cfg, model, shards = job.ray, job.model, shards_of(job.out)
+    backend, precision, batch_size, endpoint_url = job.backend, job.precision, job.batch_size, job.endpoint_url
     ray = ray_module()
 
     spec = load_artifact(model).spec

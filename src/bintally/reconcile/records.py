@@ -20,7 +20,6 @@ from pathlib import PurePosixPath
 from pydantic import BaseModel, Field, ValidationError
 
 from bintally import storage
-from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, load_predictor
@@ -152,21 +151,9 @@ def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str
     if cfg.ray is None:
         predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
-    from bintally.ray_scoring import score_on_ray, shards_of  # the ray extra
+    from bintally.ray_scoring import score_on_ray  # the ray extra
 
-    if storage.is_remote(cfg.out):
-        raise ValueError("with --ray, --out must be a local path: the scores' shards are kept beside it")
-    found = score_on_ray(
-        cfg.model,
-        uris,
-        shards_of(cfg.out),
-        cfg.ray,
-        backend=cfg.backend,
-        precision=cfg.precision,
-        batch_size=cfg.batch_size,
-        endpoint_url=cfg.endpoint_url,
-        max_pixels=DEFAULT_MAX_PIXELS,
-    )
+    found = score_on_ray(cfg, uris)
     classes = load_artifact(cfg.model).spec.classes
     return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}
 
