@@ -44,6 +44,8 @@ PRESETS = {
     "gpu": {"image_size": 224, "epochs": 20, "batch_size": 64, "workers": 8, "device": "cuda"},
     # For comparing levers on validation (--validation-only): all training photos, the whole val split, ~20 min a run.
     "cpu-screen": {"image_size": 160, "epochs": 6, "batch_size": 32, "workers": 2, "device": "cpu"},
+    # The default recipe's own budget on 2 cores (~75 min): for confirming the screen's winners, the whole val split.
+    "cpu-default": {"image_size": 224, "epochs": 10, "batch_size": 32, "workers": 2, "device": "cpu"},
 }
 RECIPES = {"original": TRAIN_RECIPES["original"], "best": TRAIN_RECIPES["default"]}
 # Levers on top of the best recipe, one change each, named best-LEVER. Compare them on validation
@@ -61,6 +63,8 @@ LEVERS = {
     "extra-counts": {},  # the same recipe, trained also on the sample's count 0 and 6-10 bins (EXTRA_COUNTS)
 }
 RECIPES |= {f"best-{lever}": {**RECIPES["best"], **change} for lever, change in LEVERS.items()}
+# The screen's winners that change the recipe alone (not the data), together: the candidate default.
+RECIPES["best-warmup-augment-1.5"] = {**RECIPES["best"], **LEVERS["warmup"], **LEVERS["augment-1.5"]}
 COUNTS = (1, 5)
 EXTRA_COUNTS = {"best-extra-counts": (0, 10)}  # recipe -> the counts its training rows may have (val and test stay 1-5)
 
@@ -194,6 +198,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/accuracy-SETTING.json")
     parser.add_argument("--image-size", type=int, default=None, help="override the preset's")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="training precision (default: auto)")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--validation-only", action="store_true", help="compare on validation; do not score the test split")
     parser.add_argument("--table", action="store_true", help="only print the table of every result file in benchmarks/results/")
@@ -206,7 +211,7 @@ def main() -> None:
         rescore_validation(RESULTS, args.out, manifest_for(args.data, args.out))
         return
 
-    overrides = {k: v for k, v in {"image_size": args.image_size, "epochs": args.epochs}.items() if v is not None}
+    overrides = {k: v for k, v in {"image_size": args.image_size, "epochs": args.epochs, "precision": args.precision}.items() if v is not None}
     preset = {**PRESETS[args.preset], **overrides}
     setting = args.preset + "".join(f"-{k.replace('_', '-')}{v}" for k, v in overrides.items())  # runs never mix settings
     out = args.out / setting
