@@ -211,7 +211,8 @@ def main() -> None:
         rescore_validation(RESULTS, args.out, manifest_for(args.data, args.out))
         return
 
-    overrides = {k: v for k, v in {"image_size": args.image_size, "epochs": args.epochs, "precision": args.precision}.items() if v is not None}
+    asked = {"image_size": args.image_size, "epochs": args.epochs, "precision": args.precision}
+    overrides = {k: v for k, v in asked.items() if v is not None}
     preset = {**PRESETS[args.preset], **overrides}
     setting = args.preset + "".join(f"-{k.replace('_', '-')}{v}" for k, v in overrides.items())  # runs never mix settings
     out = args.out / setting

@@ -22,7 +22,7 @@ import torch
 
 from bintally.hardware import hardware
 from bintally.model.heads import create_model
-from bintally.train.loop import uses_bf16
+from bintally.train.precision import choose_precision, step_timer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -79,19 +79,22 @@ def main() -> None:
         for (bf16, channels_last), rate in zip(settings, rates)
     ]
     fastest = max(rows, key=lambda r: r["images_per_s"])
-    auto = "bf16" if uses_bf16("auto", torch.device("cpu")) else "fp32"
+    model = create_model("tf_efficientnet_lite0", "ordinal", [1, 2, 3, 4, 5]).to(memory_format=torch.channels_last)
+    choice = choose_precision("auto", torch.device("cpu"), lambda: step_timer(model, args.batch_size, args.image_size, torch.channels_last))
+    auto = choice.name
     print(f"Lite0 training at {args.image_size} px, batch {args.batch_size}, on {machine.describe()} (torch {torch.__version__})")
     print("| precision | channels_last | images/s | vs fp32 |")
     print("| --- | --- | ---: | ---: |")
     base = rows[0]["images_per_s"]
     for r in rows:
         print(f"| {r['precision']} | {'yes' if r['channels_last'] else 'no'} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x |")
-    print(f"fastest: {fastest['precision']}, channels_last {fastest['channels_last']}; `--precision auto` picks {auto} here")
+    print(f"fastest: {fastest['precision']}, channels_last {fastest['channels_last']}")
+    print(f"`--precision auto` picks {auto} here ({choice.reason})")
     out = args.json or RESULTS / f"train-speed-{args.image_size}px.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"hardware": machine.model_dump(), "settings": vars(args) | {"json": str(out)}, "rows": rows, "auto": auto}, indent=2)
-    )
+    settings = vars(args) | {"json": str(out)}
+    body = {"hardware": machine.model_dump(), "settings": settings, "rows": rows, "auto": auto, "auto_reason": choice.reason}
+    out.write_text(json.dumps(body, indent=2))
     print(f"wrote {out}")
 
 

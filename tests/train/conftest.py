@@ -1,4 +1,5 @@
-"""Tiny training settings: 64 px photos, batches of 16, no worker processes, packaged weights."""
+"""Tiny training settings: 64 px photos, batches of 16, no worker processes, packaged weights, float32 (a measured
+`--precision auto` could pick differently between two runs that a test compares)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 
 from bintally.train.config import TrainConfig
 
-TINY = {"image_size": 64, "batch_size": 16, "workers": 0, "epochs": 2}
-TINY_ARGS = ["--image-size", "64", "--batch-size", "16", "--workers", "0"]
+TINY = {"image_size": 64, "batch_size": 16, "workers": 0, "epochs": 2, "precision": "fp32"}
+TINY_ARGS = ["--image-size", "64", "--batch-size", "16", "--workers", "0", "--precision", "fp32"]
 
 
 def _tiny(**overrides) -> TrainConfig:

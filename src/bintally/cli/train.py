@@ -97,7 +97,7 @@ def train_cmd(
     patience: int = DEFAULT.patience,
     seed: int = DEFAULT.seed,
     device: Annotated[Device, typer.Option(help="auto | cpu | cuda")] = DEFAULT.device,
-    precision: Annotated[Precision, typer.Option(help="auto (bf16 on CUDA and CPUs with native bf16) | fp32 | bf16")] = DEFAULT.precision,
+    precision: Annotated[Precision, typer.Option(help="auto (bf16 where measured faster) | fp32 | bf16")] = DEFAULT.precision,
     channels_last: bool = DEFAULT.channels_last,
     workers: int = DEFAULT.workers,
     limit_train: int | None = None,
@@ -141,6 +141,7 @@ def train_cmd(
         return
     if result.start_epoch:
         console.print(f"resumed after epoch {result.start_epoch}")
+    console.print(f"trained in {result.precision} ({result.precision_reason})")
     best = ", ".join(f"{k} {v:.3f}" for k, v in result.best_val.items())
     stop = " (stopped early)" if result.stopped_early else ""
     console.print(f"best epoch {result.best_epoch + 1}{stop}: {best or 'no validation'}; model artifact in {out}")

@@ -50,7 +50,7 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1)  # epochs without a better validation score before stopping
     seed: int = 0
     device: Device = "auto"
-    precision: Precision = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32
+    precision: Precision = "auto"  # auto: bf16 autocast on CUDA; on CPUs with native bf16 if measured faster (train.precision)
     channels_last: bool = True
     workers: int = Field(2, ge=0)
     limit_train: int | None = Field(None, ge=1)  # a seeded sample of the training rows

@@ -8,7 +8,7 @@ What the original system got wrong, done right here:
   resumed run draws the same batches and augmentations as an uninterrupted one);
 - a checkpoint after every epoch, written atomically, that `resume` continues from;
 - a non-finite loss stops the run with a clear error;
-- bf16 autocast where it is fast, channels_last, DataLoader workers, DDP under torchrun;
+- bf16 autocast where it is measured faster (`train.precision`), channels_last, DataLoader workers, DDP under torchrun;
 - optionally an EMA of the weights, which is then what is validated and kept (the raw
   weights' validation metrics are recorded beside it, so the two can be compared);
 - at the end, the temperature and the decision policy are fitted on the validation split
@@ -42,7 +42,6 @@ from bintally.data.manifest import Manifest, ManifestRow, read_manifest
 from bintally.errors import BintallyError
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
-from bintally.hardware import bf16_is_native
 from bintally.model.artifact import HISTORY_FILE, save_artifact
 from bintally.model.backbones import normalisation
 from bintally.model.heads import CountModel, create_model, validate_classes
@@ -53,6 +52,7 @@ from bintally.train import distributed
 from bintally.train.augment import Augmentation
 from bintally.train.config import LOWER_IS_BETTER, TrainConfig
 from bintally.train.loss import make_loss
+from bintally.train.precision import PrecisionChoice, choose_precision, step_timer
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -80,6 +80,8 @@ class TrainResult(BaseModel):
     history: list[dict]
     start_epoch: int = 0  # > 0 when the run resumed from a checkpoint
     stopped_early: bool = False
+    precision: str = "fp32"  # what the epochs trained in (this call's: a resumed run measures again)
+    precision_reason: str = ""
 
 
 class RunState(BaseModel):
@@ -138,13 +140,6 @@ def read_checkpoint(out_dir: str, cfg: TrainConfig, resume: bool) -> dict | None
     return checkpoint
 
 
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast where it is fast: on CUDA, and on CPUs that compute bf16 natively (see benchmarks/train_speed.py)."""
-    if precision == "auto":
-        return device.type == "cuda" or bf16_is_native()
-    return precision == "bf16"
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     """Every epoch's draws (batch order, augmentation) come from this seed alone: resuming repeats them."""
     return seed * 100_003 + epoch
@@ -177,7 +172,8 @@ class Trainer:
         self.model.to(ctx.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.class_values = self.model.class_values
         self.loss_fn = make_loss(cfg, self.class_values)
-        self.amp = uses_bf16(cfg.precision, ctx.device)
+        self.precision = self._choose_precision()
+        self.amp = self.precision.bf16
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": self.model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
@@ -189,6 +185,15 @@ class Trainer:
         schedule = warmup_cosine(round(cfg.warmup_epochs * self.steps_per_epoch), cfg.epochs * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay, use_warmup=True, warmup_power=3 / 4) if cfg.ema_decay else None
+
+    def _choose_precision(self) -> PrecisionChoice:
+        cfg, ctx = self.cfg, self.ctx
+        timer = lambda: step_timer(self.model, cfg.batch_size, cfg.image_size, self.memory_format)  # noqa: E731
+        choice = choose_precision(cfg.precision, ctx.device, timer)
+        if cfg.precision == "auto" and ctx.distributed:  # every rank trains in the same precision: the majority's
+            (votes,) = distributed.sum_across(ctx, [float(choice.bf16)])
+            choice = PrecisionChoice(2 * votes > ctx.world_size, f"{int(votes)} of {ctx.world_size} ranks measured bf16 faster")
+        return choice
 
     @property
     def kept_model(self) -> torch.nn.Module:
@@ -339,6 +344,7 @@ def run_epochs(
                 "train_loss": fit["loss"],
                 "train_accuracy": fit["accuracy"],
                 "lr": trainer.optimizer.param_groups[-1]["lr"],
+                "precision": trainer.precision.name,
                 "seconds": time.monotonic() - started,
                 "val": val,
             }
@@ -400,4 +406,6 @@ def train(
         history=state.history,
         start_epoch=start_epoch,
         stopped_early=state.stopped_early,
+        precision=trainer.precision.name,
+        precision_reason=trainer.precision.reason,
     )
