@@ -60,6 +60,8 @@ LEVERS = {
     "augment-1.5": {"augment_strength": 1.5},
     "lite1": {"backbone": "tf_efficientnet_lite1"},
     "lite2": {"backbone": "tf_efficientnet_lite2"},
+    "aux-volume": {"aux_target": "volume"},  # also learn the bin's summed item volume (ABID metadata)
+    "aux-weight": {"aux_target": "weight"},
     "extra-counts": {},  # the same recipe, trained also on the sample's count 0 and 6-10 bins (EXTRA_COUNTS)
 }
 RECIPES |= {f"best-{lever}": {**RECIPES["best"], **change} for lever, change in LEVERS.items()}

@@ -18,6 +18,24 @@ def test_real_metadata_keeps_label_and_items(abid_root):
     assert all(i.weight_lb is not None and i.length_in is not None for i in record.items)
 
 
+def test_summed_volume_and_weight_skip_items_without_them():
+    """Tried: one item with every measurement, one without dimensions, one without weight, and a bin with no
+    items. Must hold: each sum covers the items that have it (quantity times), None where none has."""
+    raw = {
+        "EXPECTED_QUANTITY": 4,
+        "BIN_FCSKU_DATA": {
+            "A": {"quantity": 2, "length": {"value": 2.0}, "width": {"value": 3.0}, "height": {"value": 4.0}, "weight": {"value": 1.5}},
+            "B": {"quantity": 1, "weight": {"value": 0.5}},
+            "C": {"quantity": 1, "length": {"value": 1.0}, "width": {"value": 1.0}, "height": {"value": 1.0}},
+        },
+    }
+    record = parse_metadata("x", json.dumps(raw).encode())
+    assert record.items_volume() == 2 * 24.0 + 1.0
+    assert record.items_weight() == 2 * 1.5 + 0.5
+    empty = parse_metadata("y", b'{"EXPECTED_QUANTITY": 0}')
+    assert empty.items_volume() is None and empty.items_weight() is None
+
+
 @pytest.mark.parametrize(
     "raw, reason",
     [

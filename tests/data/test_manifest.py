@@ -44,6 +44,31 @@ def test_manifest_rows_describe_real_images(small_manifest, abid_root):
     assert row.source == str(abid_root.resolve())
 
 
+def test_manifest_rows_carry_the_metadata_summed_volume_and_weight(small_manifest, abid_root):
+    """Must hold: each row's items_volume / items_weight is quantity x length x width x height / quantity x weight
+    summed over its metadata's items, computed here from the JSON files directly."""
+    for row in read_manifest(str(small_manifest)).rows[:10]:
+        items = json.loads((abid_root / "metadata" / f"{row.id}.json").read_text())["BIN_FCSKU_DATA"].values()
+        volume = sum(i["quantity"] * i["length"]["value"] * i["width"]["value"] * i["height"]["value"] for i in items)
+        assert row.items_volume == pytest.approx(volume)
+        assert row.items_weight == pytest.approx(sum(i["quantity"] * i["weight"]["value"] for i in items))
+
+
+def test_a_manifest_written_before_the_metadata_columns_still_reads(small_manifest, tmp_path):
+    """Tried: a manifest without the items_volume / items_weight columns (as written before they existed).
+    Must hold: it reads, those values are None, everything else as before; a required column missing is an error."""
+    import pyarrow.parquet as pq
+
+    old = tmp_path / "old.parquet"
+    pq.write_table(pq.read_table(small_manifest).drop_columns(["items_volume", "items_weight"]), old)
+    rows = read_manifest(str(old)).rows
+    assert [r.id for r in rows] == [r.id for r in read_manifest(str(small_manifest)).rows]
+    assert all(r.items_volume is None and r.items_weight is None for r in rows)
+    pq.write_table(pq.read_table(small_manifest).drop_columns(["count"]), old)
+    with pytest.raises(ValueError, match=r"lacks manifest columns \['count'\]"):
+        read_manifest(str(old))
+
+
 def test_split_is_stable_when_images_are_added():
     """A bin's split depends on (seed, id) only: growing the dataset never moves an existing bin."""
     ratios = SplitRatios()

@@ -19,7 +19,7 @@ from bintally.model.artifact import INT8_FILE, ONNX_FILE, load_artifact
 from bintally.model.export import export_onnx
 from bintally.model.quantize import Int8Config, export_int8
 from bintally.model.spec import Head
-from bintally.train.config import RECIPES, Augment, Device, Monitor, Precision, Strategy, TrainConfig
+from bintally.train.config import RECIPES, Augment, AuxTarget, Device, Monitor, Precision, Strategy, TrainConfig
 from bintally.train.loop import StepUpdate, train
 from bintally.train.sagemaker import ML_ROOT, run_training_job
 
@@ -88,6 +88,10 @@ def train_cmd(
     ordinal_sigma: float = DEFAULT.ordinal_sigma,
     label_smoothing: float = DEFAULT.label_smoothing,
     ema_decay: Annotated[float | None, typer.Option(help="keep an EMA of the weights with this decay (e.g. 0.998)")] = DEFAULT.ema_decay,
+    aux_target: Annotated[
+        AuxTarget | None, typer.Option(help="also learn the metadata's summed item volume or weight (not shipped)")
+    ] = DEFAULT.aux_target,
+    aux_weight: float = DEFAULT.aux_weight,
     image_size: int = DEFAULT.image_size,
     enhance: Annotated[bool, typer.Option(help="UnsharpMask first, as the original system")] = DEFAULT.enhance,
     classes: Annotated[str | None, typer.Option(help="count classes, e.g. 1,2,3,4,5 (default: from the data)")] = None,
@@ -126,7 +130,8 @@ def train_cmd(
             epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_scale=backbone_lr_scale, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs,
             augment=augment, augment_strength=augment_strength, ordinal_sigma=ordinal_sigma,
-            label_smoothing=label_smoothing, ema_decay=ema_decay, image_size=image_size, enhance=enhance,
+            label_smoothing=label_smoothing, ema_decay=ema_decay, aux_target=aux_target, aux_weight=aux_weight,
+            image_size=image_size, enhance=enhance,
             classes=[int(c) for c in classes.split(",")] if classes else None,
             train_splits=train_splits.split(","), val_split=None if val_split == "none" else val_split,
             monitor=monitor, patience=patience, seed=seed, device=device, precision=precision, channels_last=channels_last,

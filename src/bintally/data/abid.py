@@ -2,7 +2,7 @@
 
 `EXPECTED_QUANTITY` in the metadata is the label (the warehouse's recorded
 quantity, not a count of the photo). The per-item metadata is kept on each
-record for later use (reconciliation, size-aware models).
+record: the manifest stores its summed volume and weight (an auxiliary training target).
 """
 
 from __future__ import annotations
@@ -35,6 +35,21 @@ class BinRecord(BaseModel):
     id: str
     count: int
     items: list[BinItem] = []
+
+    def items_volume(self) -> float | None:
+        """The summed volume of the recorded items, cubic inches (None where no item has all three dimensions):
+        it grows with the count, so it can teach a model what many items look like."""
+        volumes = [
+            i.quantity * i.length_in * i.width_in * i.height_in
+            for i in self.items
+            if i.length_in is not None and i.width_in is not None and i.height_in is not None
+        ]
+        return sum(volumes) if volumes else None
+
+    def items_weight(self) -> float | None:
+        """The summed weight of the recorded items, pounds (None where no item has one)."""
+        weights = [i.quantity * i.weight_lb for i in self.items if i.weight_lb is not None]
+        return sum(weights) if weights else None
 
 
 class BadRecord(ValueError):

@@ -17,21 +17,30 @@ from bintally.model.preprocess import Preprocess, normalise, resize
 
 
 class BinDataset(Dataset):
-    """(image tensor, recorded count) per row; `transform` maps the decoded photo to a size x size image
-    (default: the plain resize evaluation uses)."""
+    """(image tensor, recorded count) per row, and `extras[i]` third where given (an auxiliary target);
+    `transform` maps the decoded photo to a size x size image (default: the plain resize evaluation uses)."""
 
-    def __init__(self, rows: Sequence[ManifestRow], pp: Preprocess, transform: Callable[[Image.Image], Image.Image] | None = None):
+    def __init__(
+        self,
+        rows: Sequence[ManifestRow],
+        pp: Preprocess,
+        transform: Callable[[Image.Image], Image.Image] | None = None,
+        extras: Sequence[float] | None = None,
+    ):
+        if extras is not None and len(extras) != len(rows):
+            raise ValueError(f"{len(extras)} extra targets for {len(rows)} rows")
         self.items = [(r.uri, r.count) for r in rows]
+        self.extras = extras
         self.pp = pp
         self.transform = transform or partial(resize, pp=pp)  # a partial, not a lambda: workers pickle it
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple:
         uri, count = self.items[i]
-        img = self.transform(decode_image(storage.read_bytes(uri)))
-        return torch.from_numpy(normalise(img, self.pp)), count
+        img = torch.from_numpy(normalise(self.transform(decode_image(storage.read_bytes(uri))), self.pp))
+        return (img, count) if self.extras is None else (img, count, self.extras[i])
 
 
 def with_counts(rows: Sequence[ManifestRow], classes: Sequence[int]) -> list[ManifestRow]:

@@ -1,6 +1,8 @@
 """The manifest: one Parquet table per dataset, the input of every later stage.
 
-Columns: id, uri, count, sha256, width, height, split, source. A bin's split is
+Columns: id, uri, count, sha256, width, height, split, source, and the metadata's
+summed item volume and weight (nullable; manifests written before them read as
+null). A bin's split is
 a pure function of (seed, id), so adding images never moves an existing one,
 and within each count the proportions follow the ratios.
 """
@@ -38,10 +40,14 @@ class ManifestRow(BaseModel):
     height: int
     split: Split
     source: str
+    items_volume: float | None = None  # cubic inches, summed over the metadata's items (BinRecord.items_volume)
+    items_weight: float | None = None  # pounds
 
 
-# The Parquet columns are ManifestRow's fields, in order: integers as int32, the rest as strings.
-SCHEMA = pa.schema([(name, pa.int32() if f.annotation is int else pa.string()) for name, f in ManifestRow.model_fields.items()])
+ARROW_TYPES: dict[object, pa.DataType] = {int: pa.int32(), float | None: pa.float64()}
+# The Parquet columns are ManifestRow's fields, in order: integers as int32, measurements as float64, the rest strings.
+SCHEMA = pa.schema([(name, ARROW_TYPES.get(f.annotation, pa.string())) for name, f in ManifestRow.model_fields.items()])
+REQUIRED_COLUMNS = [name for name, f in ManifestRow.model_fields.items() if f.is_required()]
 
 
 class SplitRatios(BaseModel):
@@ -146,6 +152,8 @@ def build_manifest(
                         height=height,
                         split=assign_split(record.id, seed, ratios),
                         source=root.url,
+                        items_volume=record.items_volume(),
+                        items_weight=record.items_weight(),
                     )
                 )
             if on_progress:
@@ -185,7 +193,7 @@ def read_manifest(url: str, endpoint_url: str | None = None) -> Manifest:
         table = pq.read_table(pa.BufferReader(storage.read_bytes(url, endpoint_url)))
     except pa.ArrowInvalid as exc:
         raise ValueError(f"{url} is not a bintally manifest (Parquet): {exc}") from exc
-    missing = set(SCHEMA.names) - set(table.column_names)
+    missing = set(REQUIRED_COLUMNS) - set(table.column_names)
     if missing:
         raise ValueError(f"{url} lacks manifest columns {sorted(missing)}")
-    return Manifest(rows=[ManifestRow(**row) for row in table.select(SCHEMA.names).to_pylist()])
+    return Manifest(rows=[ManifestRow(**row) for row in table.select([n for n in SCHEMA.names if n in table.column_names]).to_pylist()])

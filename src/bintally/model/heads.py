@@ -44,7 +44,11 @@ class CountModel(nn.Module):
         self.register_buffer("class_values", torch.tensor(list(classes), dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.backbone(x))
+        return self.count_logits(self.backbone(x))
+
+    def count_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled [N, F] features -> [N, K] logits."""
+        out = self.head(features)
         if self.head_kind == "regression":
             return regression_logits(out[:, 0], self.class_values)
         return out

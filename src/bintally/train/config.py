@@ -15,6 +15,7 @@ Strategy = Literal["head", "full", "staged"]
 Augment = Literal["count_safe", "original", "none"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
+AuxTarget = Literal["volume", "weight"]  # the manifest's items_volume / items_weight
 Monitor = Literal["accuracy", "within_one", "macro_f1", "mae", "rmse", "loss"]
 LOWER_IS_BETTER = {"mae", "rmse", "loss"}
 
@@ -41,6 +42,10 @@ class TrainConfig(BaseModel):
     # An exponential moving average of the weights is what gets validated, kept and shipped (None: the raw weights).
     # The average warms up (timm's ModelEmaV3, power 3/4), so early epochs are not dominated by the random head.
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    # An auxiliary target from the ABID metadata, learnt beside the count from the same features by a second linear
+    # layer that is not shipped: the bin's summed item volume or weight, which grows with the count (train.auxiliary).
+    aux_target: AuxTarget | None = None
+    aux_weight: float = Field(0.2, ge=0)  # its loss's weight against the count's
     image_size: int = Field(224, ge=32, le=1024)
     enhance: bool = False  # UnsharpMask before everything, as the original system did
     classes: list[int] | None = None  # None: the sorted distinct counts of the training rows

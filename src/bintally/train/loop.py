@@ -50,6 +50,7 @@ from bintally.model.preprocess import Preprocess
 from bintally.model.spec import ModelSpec, utc_now
 from bintally.train import distributed
 from bintally.train.augment import Augmentation
+from bintally.train.auxiliary import WithAuxiliary, aux_loss, aux_targets
 from bintally.train.config import LOWER_IS_BETTER, TrainConfig
 from bintally.train.loss import make_loss
 from bintally.train.precision import PrecisionChoice, choose_precision, step_timer
@@ -171,13 +172,16 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(ctx.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.class_values = self.model.class_values
+        # With an auxiliary target, what trains is the model plus its extra layer; what is kept is the model.
+        self.aux = WithAuxiliary(self.model).to(ctx.device) if cfg.aux_target else None
+        self.aux_values = aux_targets(data.train_rows, cfg.aux_target) if cfg.aux_target else None
         self.loss_fn = make_loss(cfg, self.class_values)
         self.precision = self._choose_precision()
         self.amp = self.precision.bf16
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": self.model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
-                {"params": self.model.head.parameters(), "lr": cfg.lr},
+                {"params": [*self.model.head.parameters(), *(self.aux.aux.parameters() if self.aux else [])], "lr": cfg.lr},
             ],
             weight_decay=cfg.weight_decay,
         )
@@ -206,18 +210,26 @@ class Trainer:
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if self.ema:
             self.ema.module.load_state_dict(checkpoint["ema"])
+        if self.aux:
+            self.aux.aux.load_state_dict(checkpoint["aux"])
 
     def checkpoint(self, state: RunState) -> dict:
-        return {
-            "config": self.cfg.model_dump(mode="json"),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "state": state.model_dump(mode="json"),
-        } | ({"ema": self.ema.module.state_dict()} if self.ema else {})
+        return (
+            {
+                "config": self.cfg.model_dump(mode="json"),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "state": state.model_dump(mode="json"),
+            }
+            | ({"ema": self.ema.module.state_dict()} if self.ema else {})
+            | ({"aux": self.aux.aux.state_dict()} if self.aux else {})
+        )
 
-    def _loader(self, rows: list[ManifestRow], transform: Augmentation | None, epoch: int, shuffle: bool) -> DataLoader:
-        dataset = BinDataset(rows, self.pp, transform)
+    def _loader(
+        self, rows: list[ManifestRow], transform: Augmentation | None, epoch: int, shuffle: bool, extras: list[float] | None = None
+    ) -> DataLoader:
+        dataset = BinDataset(rows, self.pp, transform, extras)
         sampler: DistributedSampler | None = None
         if shuffle and self.ctx.distributed:
             sampler = DistributedSampler(dataset, self.ctx.world_size, self.ctx.rank, shuffle=True, seed=self.cfg.seed)
@@ -236,30 +248,34 @@ class Trainer:
 
     def train_loader(self, epoch: int) -> DataLoader:
         augment = Augmentation(self.cfg.augment, self.pp, self.cfg.augment_strength)
-        return self._loader(self.data.train_rows, augment, epoch, shuffle=True)
+        return self._loader(self.data.train_rows, augment, epoch, shuffle=True, extras=self.aux_values)
 
     def _network(self, epoch: int) -> torch.nn.Module:
         """The model set up for this epoch's strategy: frozen or trainable backbone, DDP-wrapped if distributed."""
         trainable = backbone_trainable(self.cfg, epoch)
+        network = self.aux or self.model
         self.model.backbone.requires_grad_(trainable)
-        self.model.train()
+        network.train()
         if not trainable:
             self.model.backbone.eval()  # a frozen backbone keeps its ImageNet BatchNorm statistics
         if not self.ctx.distributed:
-            return self.model
+            return network
         device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=device_ids)
+        return DistributedDataParallel(network, device_ids=device_ids)
 
     def train_epoch(self, epoch: int, on_step: Callable[[StepUpdate], None] | None) -> dict[str, float]:
         torch.manual_seed(epoch_seed(self.cfg.seed, epoch))
         network, loader = self._network(epoch), self.train_loader(epoch)
         loss_sum, correct, seen = 0.0, 0.0, 0.0
-        for step, (x, counts) in enumerate(loader, start=1):
+        for step, (x, counts, *extras) in enumerate(loader, start=1):
             x = x.to(self.ctx.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             target = self.targets(counts)
             with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                logits = network(x).float()
+                out = network(x)
+            logits = (out[0] if self.aux else out).float()
             loss = self.loss_fn(logits, target)
+            if self.aux:
+                loss = loss + self.cfg.aux_weight * aux_loss(out[1].float(), extras[0].to(self.ctx.device))
             self._check_finite(loss, epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
