@@ -73,3 +73,46 @@ def test_a_failing_model_fails_its_batch_and_the_batcher_goes_on():
 
     row, _ = asyncio.run(_with_batcher(BatchConfig(max_batch=2, max_wait_ms=0), flaky, work))
     assert float(row[0]) == 2.0
+
+
+def test_two_workers_compute_two_batches_at_once_each_caller_getting_its_own_row():
+    """Tried: 6 submissions with max_batch 1 and a model taking 0.2 s, with 2 workers (SageMaker's model-server
+    workers). Must hold: two forward passes overlap at some point, never more, and each caller gets its own row."""
+    running, most = [0], [0]
+
+    def slow(batch):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        running[0] -= 1
+        return _row_sums(batch)
+
+    async def work(batcher):
+        return await asyncio.gather(*(batcher.submit(np.full((2,), i, np.float32)) for i in range(6)))
+
+    rows, sizes = asyncio.run(_with_batcher(BatchConfig(max_batch=1, max_wait_ms=0, workers=2), slow, work))
+    assert most[0] == 2 and sizes == [1] * 6
+    assert [float(r[0]) for r in rows] == [2.0 * i for i in range(6)]
+
+
+def test_a_request_the_model_does_not_answer_in_time_gets_504_and_the_batcher_goes_on():
+    """Tried: a model taking 0.5 s with timeout_s 0.1, then a quick model call. Must hold: the first caller gets
+    504 "timeout" after about 0.1 s (not 0.5), naming the limit; the next submission is answered."""
+    delays = [0.5, 0.0]
+
+    def model(batch):
+        time.sleep(delays.pop(0))
+        return _row_sums(batch)
+
+    async def work(batcher):
+        started = time.monotonic()
+        with pytest.raises(ApiError) as caught:
+            await batcher.submit(np.ones((2,), np.float32))
+        waited = time.monotonic() - started
+        await asyncio.sleep(0.5)  # the slow batch finishes; its answer has no one waiting
+        return caught.value, waited, await batcher.submit(np.ones((3,), np.float32))
+
+    (err, waited, row), _ = asyncio.run(_with_batcher(BatchConfig(max_batch=1, max_wait_ms=0, timeout_s=0.1), model, work))
+    assert err.status == 504 and err.code == "timeout" and "0.1 s" in err.message
+    assert waited < 0.4
+    assert float(row[0]) == 3.0

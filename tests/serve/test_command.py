@@ -61,18 +61,21 @@ def test_the_serve_command_serves_an_enhanced_model_with_its_own_preprocessing(e
 
 def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact_dir, photos, tmp_path):
     """Tried: the artifact packed as SageMaker hands it over (MODEL_DIR/model.tar.gz), `bintally serve MODEL_DIR` with
-    SAGEMAKER_BIND_TO_PORT set and no --port. Must hold: /ping 200 on that port; /invocations answers [[5 logits]]."""
+    SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS and _TIMEOUT set and no options. Must hold: /ping 200 on
+    that port; /readyz shows the workers and timeout; /invocations answers [[5 logits]]."""
     model_dir = tmp_path / "opt" / "ml" / "model"
     model_dir.mkdir(parents=True)
     with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
         for name in ("model.json", "model.safetensors", "model.onnx"):
             archive.add(f"{artifact_dir}/{name}", arcname=name)
     port = free_port()
-    env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)}
+    env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
     proc = subprocess.Popen([sys.executable, "-m", "bintally", "serve", str(model_dir)], env=env, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
         assert wait_until_up(f"{url}/ping", lambda: proc.poll() is None), proc.stderr.read().decode() if proc.stderr else ""
+        ready = httpx.get(f"{url}/readyz").json()
+        assert ready["workers"] == 2 and ready["timeout_s"] == 30
         answer = httpx.post(f"{url}/invocations", content=photos["00585"], headers={"content-type": "image/jpeg"})
         assert answer.status_code == 200 and len(answer.json()) == 1 and len(answer.json()[0]) == 5
     finally:

@@ -48,6 +48,12 @@ def serve_cmd(
     max_batch: Annotated[int, typer.Option(help="images per forward pass at most")] = BATCH.max_batch,
     max_wait_ms: Annotated[float, typer.Option(help="how long a batch waits to fill")] = BATCH.max_wait_ms,
     queue_size: Annotated[int, typer.Option(help="images waiting at most; beyond: 503")] = BATCH.queue_size,
+    workers: Annotated[
+        int, typer.Option(envvar="SAGEMAKER_MODEL_SERVER_WORKERS", help="batches computed at once, sharing the cores")
+    ] = BATCH.workers,
+    timeout: Annotated[
+        float, typer.Option(envvar="SAGEMAKER_MODEL_SERVER_TIMEOUT", help="seconds a request may wait for the model; then 504")
+    ] = BATCH.timeout_s,
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = SERVE["max_body_bytes"].default,
     max_pixels: MaxPixelsOpt = SERVE["max_pixels"].default,
     max_connections: Annotated[int, typer.Option(help="concurrent connections at most")] = 512,
@@ -64,7 +70,9 @@ def serve_cmd(
     With no MODEL it serves SageMaker's /opt/ml/model, unpacked there or as model.tar.gz."""
     with reported_errors():
         model = unpacked(model)
-    batching = make_config(BatchConfig, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size)
+    batching = make_config(
+        BatchConfig, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, workers=workers, timeout_s=timeout
+    )
     cfg = make_config(
         ServeConfig,
         model=model,

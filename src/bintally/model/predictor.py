@@ -69,13 +69,14 @@ class Predictor:
             self.logits(np.zeros((n, 3, size, size), np.float32))
 
 
-def load_predictor(model_url: str, backend: Backend = "onnx", precision: Precision = "auto") -> Predictor:
+def load_predictor(model_url: str, backend: Backend = "onnx", precision: Precision = "auto", threads: int | None = None) -> Predictor:
+    """The artifact's model ready to score; `threads`: ONNX Runtime's intra-op threads (default: one per core)."""
     artifact = load_artifact(model_url)
     chosen = resolve_precision(artifact, backend, precision)
     if backend == "torch":
         return Predictor(artifact.spec, backend, chosen, _torch_forward(artifact))
     path = artifact.int8_onnx_path if chosen == "int8" else artifact.onnx_path or _export_to_temp(artifact)
-    return Predictor(artifact.spec, backend, chosen, _onnx_forward(path))  # type: ignore[arg-type]  # int8: checked
+    return Predictor(artifact.spec, backend, chosen, _onnx_forward(path, threads))  # type: ignore[arg-type]  # int8: checked
 
 
 def resolve_precision(artifact: ModelArtifact, backend: Backend, precision: Precision) -> Literal["fp32", "int8"]:
@@ -89,10 +90,12 @@ def resolve_precision(artifact: ModelArtifact, backend: Backend, precision: Prec
     return precision
 
 
-def _onnx_forward(path: str) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_forward(path: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle inference threads sleep instead of spinning: decoding and HTTP need the same cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -112,7 +112,9 @@ class Service:
 
     async def start(self) -> None:
         try:
-            predictor = await anyio.to_thread.run_sync(load_predictor, self.cfg.model, self.cfg.backend, self.cfg.precision)
+            # Workers share the cores: each batch's ONNX Runtime threads are the cores over the workers.
+            threads = None if self.cfg.batching.workers == 1 else max(1, (os.cpu_count() or 1) // self.cfg.batching.workers)
+            predictor = await anyio.to_thread.run_sync(load_predictor, self.cfg.model, self.cfg.backend, self.cfg.precision, threads)
             await anyio.to_thread.run_sync(predictor.warm_up, self.cfg.batching.max_batch)
         except Exception as exc:
             log.exception("cannot load the model %s", self.cfg.model)
@@ -262,7 +264,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         response_model=list[list[float]],
         openapi_extra=invocations_openapi(),
         dependencies=[Depends(guard)],
-        responses=error_responses(400, 401, 403, 404, 413, 415, 422, 502, 503),
+        responses=error_responses(400, 401, 403, 404, 413, 415, 422, 502, 503, 504),
     )
     async def invocations(request: Request):
         """SageMaker inference contract: `image/jpeg` bytes or `{"s3_uri"}` -> `[[logit_1, ..., logit_K]]`."""
@@ -282,7 +284,15 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     @app.get("/readyz", responses=error_responses(503))
     async def readyz() -> dict:
         model = service.ready()
-        return {"status": "ready", "model": model.model_ref(), "backend": model.predictor.backend, "precision": model.predictor.precision}
+        batching = service.cfg.batching
+        return {
+            "status": "ready",
+            "model": model.model_ref(),
+            "backend": model.predictor.backend,
+            "precision": model.predictor.precision,
+            "workers": batching.workers,
+            "timeout_s": batching.timeout_s,
+        }
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

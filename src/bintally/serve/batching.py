@@ -1,9 +1,11 @@
 """Dynamic micro-batching: concurrent requests share one forward pass.
 
-A request's image waits in a bounded queue; one worker takes the first waiting
+A request's image waits in a bounded queue; a worker takes the first waiting
 image, gathers more until `max_batch` or `max_wait_ms` has passed, and runs the
-batch on one inference thread. A full queue refuses at once (503 + Retry-After)
-instead of growing memory without bound.
+batch on its inference thread (`workers` of them, SageMaker's model-server
+workers: one is fastest on few cores, since each batch uses every core). A full
+queue refuses at once (503 + Retry-After) instead of growing memory without
+bound; a request not answered within `timeout_s` gets 504.
 """
 
 from __future__ import annotations
@@ -15,17 +17,23 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from pydantic import BaseModel, Field
 
-from bintally.serve.errors import unavailable
+from bintally.serve.errors import ApiError, unavailable
 
 
 class BatchConfig(BaseModel):
     max_batch: int = Field(16, ge=1, le=1024)
     max_wait_ms: float = Field(5.0, ge=0)
     queue_size: int = Field(256, ge=1)  # images waiting for a forward pass
+    workers: int = Field(1, ge=1, le=64)  # batches computed at once (SAGEMAKER_MODEL_SERVER_WORKERS)
+    timeout_s: float = Field(60.0, gt=0)  # a request's wait for its row, queue included (SAGEMAKER_MODEL_SERVER_TIMEOUT)
 
 
 def overloaded():
     return unavailable("overloaded", "the server is at capacity; retry shortly")
+
+
+def timed_out(seconds: float) -> ApiError:
+    return ApiError(504, "timeout", f"the model did not answer within {seconds:g} s; retry, or raise the server's --timeout")
 
 
 class MicroBatcher:
@@ -39,9 +47,9 @@ class MicroBatcher:
     ):
         self._forward, self.cfg, self._on_batch = forward, cfg, on_batch
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue(cfg.queue_size)
-        # One inference thread: batches run one after another, each using every core.
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="bintally-infer")
-        self._worker: asyncio.Task | None = None
+        # One inference thread per worker: with one, batches run one after another, each using every core.
+        self._executor = ThreadPoolExecutor(cfg.workers, thread_name_prefix="bintally-infer")
+        self._workers: list[asyncio.Task] = []
 
     def depth(self) -> int:
         return self._queue.qsize()
@@ -50,12 +58,13 @@ class MicroBatcher:
         return self._queue.full()
 
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._workers = [loop.create_task(self._run()) for _ in range(self.cfg.workers)]
 
     async def stop(self) -> None:
-        if self._worker:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def submit(self, x: np.ndarray) -> np.ndarray:
@@ -64,7 +73,10 @@ class MicroBatcher:
             self._queue.put_nowait((x, future))
         except asyncio.QueueFull:
             raise overloaded() from None
-        return await future
+        try:
+            return await asyncio.wait_for(future, self.cfg.timeout_s)  # cancels the future: no worker computes it then
+        except TimeoutError:
+            raise timed_out(self.cfg.timeout_s) from None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -53,7 +53,7 @@ ERROR_STATUSES = {
     422: "the request does not match the schema (unknown field, two sources, bad query parameter)",
     502: "the store or host named failed to answer properly",
     503: "the model is not ready, or the queue is full (see Retry-After)",
-    504: "the host named did not answer in time",
+    504: "the host named did not answer in time, or the model did not within the server's --timeout",
 }
 
 
