@@ -16,7 +16,6 @@ from bintally.cli import app
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
-from bintally.model.export import export_onnx
 from bintally.model.preprocess import prepare_batch
 
 TINY_ARGS = ["--image-size", "64", "--batch-size", "16", "--workers", "0", "--epochs", "2", "--strategy", "head"]
@@ -124,15 +123,19 @@ def test_bad_model_path_is_a_clear_error(small_manifest, tmp_path):
 
 
 def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, small_manifest, bin_photos_here, tmp_path):
-    """`calibrate --flips top-bottom` on a copy that has model.onnx: the artifact averages over the flip from then
-    on (its ONNX graph exported again, so it answers what PyTorch does), with the temperature refitted on the
-    averaged logits; `--flips none` takes it off again."""
+    """`calibrate --flips top-bottom` on a copy that has model.onnx and model.int8.onnx: the artifact averages over
+    the flip from then on (its ONNX graph exported again, so it answers what PyTorch does; its int8 graph quantised
+    again from that one and checked, so it stays servable in int8), with the temperature refitted on the averaged
+    logits; `--flips none` takes it off again."""
     run = tmp_path / "run"
     shutil.copytree(evaluated[0], run)
-    export_onnx(load_artifact(str(run)), str(run / "model.onnx"), bin_photos_here)
-    invoke("calibrate", str(run), str(small_manifest), "--flips", "top-bottom")
+    invoke("export", str(run), "--int8", "--max-accuracy-drop", "1")
+    old_int8 = (run / "model.int8.onnx").read_bytes()
+    result = invoke("calibrate", str(run), str(small_manifest), "--flips", "top-bottom")
     artifact = load_artifact(str(run))
     assert artifact.spec.flips == ["top-bottom"] and artifact.spec.calibration["split"] == "val"
+    assert artifact.spec.int8 is not None and artifact.int8_onnx_path and "int8 quantised again" in result.output
+    assert (run / "model.int8.onnx").read_bytes() != old_int8
     batch = prepare_batch(bin_photos_here, artifact.spec.preprocess)
     (onnx_logits,) = ort.InferenceSession(str(run / "model.onnx")).run(["logits"], {"input": batch})
     with torch.no_grad():

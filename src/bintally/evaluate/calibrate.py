@@ -1,7 +1,8 @@
 """`bintally calibrate MODEL MANIFEST`: fit the temperature and the decision policy on validation data.
 
 With `flips`, test-time flip averaging is set on the artifact first (and its
-model.onnx, if any, exported again), so both are fitted on what will serve.
+model.onnx, if any, exported again, and model.int8.onnx, if any, quantised
+again from it and checked), so both are fitted on what will serve.
 Both are written into the artifact's model.json, and everything that makes
 probabilities or decisions from it uses them (serve, predict, reconcile,
 evaluate). Training runs this on its validation split when it ends.
@@ -22,7 +23,8 @@ from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
 from bintally.model.export import CHECK_IMAGES, export_onnx
 from bintally.model.inference import pick_device, predict_logits
-from bintally.model.spec import Flip
+from bintally.model.quantize import export_int8, same_check
+from bintally.model.spec import Flip, Int8Check
 from bintally.reconcile.fit import Targets, fit_policy
 from bintally.reconcile.policy import DecisionPolicy, RecordErrors
 
@@ -53,6 +55,7 @@ class CalibrationReport(BaseModel):
 class Calibration(BaseModel):
     report: CalibrationReport
     policy: DecisionPolicy
+    int8: Int8Check | None = None  # the int8 graph's new check, where --flips made it again
 
 
 def split_logits(
@@ -99,10 +102,15 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
     policy = fit_policy(
         softmax(logits, temperature), counts.tolist(), artifact.spec.classes, cfg.targets, cfg.errors, cfg.split, manifest.digest()
     )
+    old_int8 = artifact.spec.int8
     if cfg.flips is not None and artifact.onnx_path:
         # Its graph holds the old flips: export (checked on photos of this split) before the spec says otherwise.
         photos = [decode_image(storage.read_bytes(r.uri)) for r in manifest.split(cfg.split)[:CHECK_IMAGES]]
-        export_onnx(artifact, artifact.onnx_path, photos)
+        export_onnx(artifact, artifact.onnx_path, photos)  # forgets the int8 graph quantised from the old one
     update = {"temperature": temperature, "calibration": report.model_dump(), "decision_policy": policy}
     write_spec(cfg.model, artifact.spec.model_copy(update=update))
-    return Calibration(report=report, policy=policy)
+    # An artifact served in int8 stays so: quantised again from the new graph (Int8Mismatch if it fails its check).
+    remade = None
+    if old_int8 and cfg.flips is not None and artifact.onnx_path:
+        remade = export_int8(load_artifact(cfg.model), same_check(old_int8))
+    return Calibration(report=report, policy=policy, int8=remade)

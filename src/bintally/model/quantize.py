@@ -36,6 +36,12 @@ class Int8Config(BaseModel):
     max_accuracy_drop: float = Field(0.03, ge=0, le=1)
 
 
+def same_check(check: Int8Check) -> Int8Config:
+    """The settings an earlier int8 check ran with, to quantise a new graph of the same model alike."""
+    drop = {} if check.max_accuracy_drop is None else {"max_accuracy_drop": check.max_accuracy_drop}
+    return Int8Config(calibration_photos=check.calibration_photos, check_photos=check.check_photos, **drop)
+
+
 class Int8Mismatch(BintallyError):
     """The int8 graph loses more accuracy than allowed on the check photos."""
 
@@ -133,6 +139,7 @@ def export_int8(artifact: ModelArtifact, cfg: Int8Config | None = None) -> Int8C
         accuracy_fp32=acc32,
         accuracy_int8=acc8,
         max_probability_diff=prob_diff,
+        max_accuracy_drop=cfg.max_accuracy_drop,
     )
     if acc32 - acc8 > cfg.max_accuracy_drop:
         raise Int8Mismatch(

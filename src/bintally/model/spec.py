@@ -33,6 +33,7 @@ class Int8Check(BaseModel):
     accuracy_fp32: float
     accuracy_int8: float
     max_probability_diff: float  # over every photo and count, after the artifact's temperature
+    max_accuracy_drop: float | None = None  # the check's limit (None: written before it was recorded)
 
 
 class ModelSpec(BaseModel):
