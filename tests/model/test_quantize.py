@@ -108,3 +108,24 @@ def test_export_int8_command(exported, tmp_path):
 def test_int8_dot_products_are_read_from_the_cpu_flags(monkeypatch, flags, fast):
     monkeypatch.setattr(hardware, "cpu", lambda: hardware.Hardware(cpu="test CPU", cores=2, flags=flags))
     assert hardware.int8_is_fast() is fast
+
+
+def test_depthwise_convolutions_can_stay_float32(exported):
+    """Tried: quantising with and without keep_depthwise_fp32. Must hold: Lite0's depthwise convolutions are found;
+    kept, none of them reads a dequantised (int8) weight while every other convolution does; unkept, all do."""
+    import onnx
+
+    artifact = load_artifact(exported)
+    rows, _, _ = quantize.photo_rows(artifact, LENIENT)
+
+    def convs_on_int8_weights(keep: bool) -> tuple[int, int]:
+        graph = onnx.load_from_string(quantize.quantize_graph(str(artifact.onnx_path), rows[:4], artifact.spec.preprocess, keep)).graph
+        dequantised = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+        convs = [n for n in graph.node if n.op_type == "Conv"]
+        grouped = [n for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+        on_int8 = lambda nodes: sum(n.input[1] in dequantised for n in nodes)  # noqa: E731
+        return on_int8(grouped), on_int8(convs) - on_int8(grouped)
+
+    everything, kept = convs_on_int8_weights(False), convs_on_int8_weights(True)
+    assert everything[0] > 10 and kept[0] == 0  # Lite0 has 16 depthwise convolutions
+    assert kept[1] == everything[1] > 10

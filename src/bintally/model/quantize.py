@@ -82,8 +82,18 @@ def photo_rows(artifact: ModelArtifact, cfg: Int8Config) -> tuple[list[ManifestR
     return calibration, split, check
 
 
-def quantize_graph(fp32_path: str, calibration: list[ManifestRow], pp: Preprocess) -> bytes:
-    """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos."""
+def depthwise_convs(path: Path) -> list[str]:
+    """The names of the graph's depthwise (grouped) convolutions."""
+    import onnx
+
+    graph = onnx.load(path).graph
+    return [n.name for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+
+
+def quantize_graph(fp32_path: str, calibration: list[ManifestRow], pp: Preprocess, keep_depthwise_fp32: bool = False) -> bytes:
+    """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos (with
+    `keep_depthwise_fp32`, the depthwise convolutions stay float32: a small share of the work, and the layers
+    per-channel int8 serves worst)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -101,6 +111,7 @@ def quantize_graph(fp32_path: str, calibration: list[ManifestRow], pp: Preproces
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=depthwise_convs(prepared) if keep_depthwise_fp32 else None,
         )
         return out.read_bytes()
 

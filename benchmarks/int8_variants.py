@@ -1,0 +1,83 @@
+"""Which int8 graph keeps fp32's counts: quantisation variants of one model, on its validation photos.
+
+    python benchmarks/int8_variants.py MODEL [--check-photos 500] [--json benchmarks/results/int8-variants-NAME.json]
+
+Each variant is quantised from MODEL/model.onnx as `bintally export --int8` does (64 training photos for the
+ranges) and compared with fp32 on the validation photos `export --int8` checks on (never the test split): same
+count, accuracy of each. Speed: images/s at batch 32 of fp32 and of each variant, the graphs taking turns in
+every repeat (medians). Variants: `all` (today's: every layer int8) and `depthwise-fp32` (the depthwise
+convolutions kept in float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from _results import RESULTS, write_result
+
+from bintally import storage
+from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, load_artifact
+from bintally.model.quantize import Int8Config, _session, compare, photo_rows, quantize_graph
+
+VARIANTS = {"all": False, "depthwise-fp32": True}
+
+
+def images_per_s(graphs: dict[str, bytes], size: int, repeats: int, seconds: float) -> dict[str, float]:
+    sessions = {name: _session(graph) for name, graph in graphs.items()}
+    batch = np.random.default_rng(0).standard_normal((32, 3, size, size), dtype=np.float32)
+    rates: dict[str, list[float]] = {name: [] for name in graphs}
+    for session in sessions.values():
+        session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})  # warm-up
+    for _ in range(repeats):
+        for name, session in sessions.items():
+            done, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})
+                done += len(batch)
+            rates[name].append(done / (time.perf_counter() - started))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--check-photos", type=int, default=Int8Config().check_photos)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    started = time.monotonic()
+
+    artifact = load_artifact(args.model)
+    if artifact.onnx_path is None:
+        raise SystemExit(f"{args.model} has no model.onnx: run `bintally export {args.model}` first")
+    calibration, split, check = photo_rows(artifact, Int8Config(check_photos=args.check_photos))
+    graphs = {"fp32": storage.read_bytes(artifact.onnx_path)}
+    rows = []
+    for name, keep_depthwise in VARIANTS.items():
+        graphs[name] = quantize_graph(artifact.onnx_path, calibration, artifact.spec.preprocess, keep_depthwise)
+        agreement, acc32, acc8, _ = compare(artifact.onnx_path, graphs[name], check, artifact)
+        rows.append({"variant": name, "agreement": agreement, "accuracy_fp32": acc32, "accuracy_int8": acc8})
+    speed = images_per_s(graphs, artifact.spec.preprocess.size, args.repeats, args.seconds)
+
+    print(f"{args.model}: {len(check)} {split} photos; batch 32 images/s, medians of {args.repeats} interleaved repeats")
+    print("| variant | same count as fp32 | accuracy | fp32 accuracy | images/s | vs fp32 |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        r |= {"images_per_s": speed[r["variant"]], "speedup": speed[r["variant"]] / speed["fp32"]}
+        print(
+            f"| {r['variant']} | {r['agreement']:.1%} | {r['accuracy_int8']:.1%} | {r['accuracy_fp32']:.1%} "
+            f"| {r['images_per_s']:.1f} | {r['speedup']:.2f}x |"
+        )
+    print(f"| fp32 | | | | {speed['fp32']:.1f} | 1.00x |")
+    out = args.json or RESULTS / f"int8-variants-{artifact.spec.name}.json"
+    result = {"model": args.model, "split": split, "photos": len(check), "fp32_images_per_s": speed["fp32"], "rows": rows}
+    write_result(out, result, started, "int8_variants.py")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
