@@ -91,9 +91,9 @@ def depthwise_convs(path: Path) -> list[str]:
 
 
 def quantize_graph(fp32_path: str, calibration: list[ManifestRow], pp: Preprocess, keep_depthwise_fp32: bool = False) -> bytes:
-    """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos (with
-    `keep_depthwise_fp32`, the depthwise convolutions stay float32: a small share of the work, and the layers
-    per-channel int8 serves worst)."""
+    """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos. With
+    `keep_depthwise_fp32` the depthwise convolutions stay float32 (on Lite0 that agreed with fp32 less, not more:
+    benchmarks/int8_variants.py)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
