@@ -12,12 +12,12 @@ convolutions kept in float32).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 from _results import RESULTS, write_result
+from inference import interleaved
 
 from bintally import storage
 from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, load_artifact
@@ -27,19 +27,10 @@ VARIANTS = {"all": False, "depthwise-fp32": True}
 
 
 def images_per_s(graphs: dict[str, bytes], size: int, repeats: int, seconds: float) -> dict[str, float]:
-    sessions = {name: _session(graph) for name, graph in graphs.items()}
     batch = np.random.default_rng(0).standard_normal((32, 3, size, size), dtype=np.float32)
-    rates: dict[str, list[float]] = {name: [] for name in graphs}
-    for session in sessions.values():
-        session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})  # warm-up
-    for _ in range(repeats):
-        for name, session in sessions.items():
-            done, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds:
-                session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})
-                done += len(batch)
-            rates[name].append(done / (time.perf_counter() - started))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    sessions = {name: _session(graph) for name, graph in graphs.items()}
+    steps = {name: (lambda s=session: s.run([ONNX_OUTPUT], {ONNX_INPUT: batch})) for name, session in sessions.items()}
+    return interleaved(steps, len(batch), seconds, repeats)  # type: ignore[arg-type]
 
 
 def main() -> None:
