@@ -177,7 +177,6 @@ class Trainer:
         self.aux_values = aux_targets(data.train_rows, cfg.aux_target) if cfg.aux_target else None
         self.loss_fn = make_loss(cfg, self.class_values)
         self.precision = self._choose_precision()
-        self.amp = self.precision.bf16
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": self.model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale},
@@ -270,7 +269,7 @@ class Trainer:
         for step, (x, counts, *extras) in enumerate(loader, start=1):
             x = x.to(self.ctx.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             target = self.targets(counts)
-            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.precision.bf16):
                 out = network(x)
             logits = (out[0] if self.aux else out).float()
             loss = self.loss_fn(logits, target)
