@@ -2,14 +2,16 @@
 
 `--precision auto` measures where it cannot know. CPUs that compute bf16 natively differ in whether it pays:
 on a 2-core AMD EPYC with AVX-512 BF16, Lite0 trained 1.27x faster in bf16 than in float32 (both channels_last);
-on a 2-core Intel Xeon with AVX-512 BF16 and no AMX, 0.90x (benchmarks/results/train-speed-224px*.json). So on
-such a CPU a few forward-backward steps of the run's own model are timed in each precision before the first
-epoch, on a copy (the run's weights and BatchNorm statistics are untouched), and the faster one is used.
+on a 2-core Intel Xeon with AVX-512 BF16 and no AMX, 0.90x; on one with AMX, level (1.01-1.13x;
+benchmarks/results/train-speed-224px*.json). So on such a CPU a few forward-backward steps of the run's own model
+are timed in each precision before the first epoch, on a copy (the run's weights and BatchNorm statistics are
+untouched), and the faster one is used.
 """
 
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +20,11 @@ import torch
 
 from bintally.hardware import bf16_is_native
 
-TIMED_ROUNDS = 2  # each precision timed this often, alternating, after one untimed warm-up step each
-MAX_TIMED_BATCH = 16  # enough images for a representative step; keeps the measurement to seconds
+# Each precision is timed this often, alternating, after one untimed warm-up step each. Three rounds and their
+# median: on a 2-core AMX Xeon fp32 steps ranged 11-21 images/s at batch 16 while bf16 held 19-20, so the
+# fastest of two rounds picked fp32 although its typical step was the slower.
+TIMED_ROUNDS = 3
+MAX_TIMED_BATCH = 32  # the run's own batch up to this: per-image speed changes with batch size
 
 
 @dataclass(frozen=True)
@@ -57,15 +62,15 @@ def step_timer(model: torch.nn.Module, batch: int, size: int, memory_format: tor
 
 
 def measure(timer: StepTimer, batch: int) -> dict[str, float]:
-    """Images/s of each precision: the fastest of TIMED_ROUNDS steps, the two precisions alternating (a busy
+    """Images/s of each precision: the median of TIMED_ROUNDS steps, the two precisions alternating (a busy
     machine slows both alike)."""
     for bf16 in (False, True):
         timer(bf16)  # warm-up: first-call allocations and kernel selection
-    best = {False: float("inf"), True: float("inf")}
+    seconds: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(TIMED_ROUNDS):
         for bf16 in (False, True):
-            best[bf16] = min(best[bf16], timer(bf16))
-    return {"fp32": batch / best[False], "bf16": batch / best[True]}
+            seconds[bf16].append(timer(bf16))
+    return {"fp32": batch / statistics.median(seconds[False]), "bf16": batch / statistics.median(seconds[True])}
 
 
 def choose_precision(precision: str, device: torch.device, timer: Callable[[], tuple[StepTimer, int]]) -> PrecisionChoice:
