@@ -5,8 +5,8 @@
 Each variant is quantised from MODEL/model.onnx as `bintally export --int8` does (64 training photos for the
 ranges) and compared with fp32 on the validation photos `export --int8` checks on (never the test split): same
 count, accuracy of each. Speed: images/s at batch 32 of fp32 and of each variant, the graphs taking turns in
-every repeat (medians). Variants: `all` (today's: every layer int8) and `depthwise-fp32` (the depthwise
-convolutions kept in float32).
+every repeat (medians). Variants: `all` (today's: every layer int8, MinMax ranges), `depthwise-fp32` (the
+depthwise convolutions kept in float32), `entropy` and `percentile` (every layer int8, ranges that clip outliers).
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ from bintally import storage
 from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, load_artifact
 from bintally.model.quantize import Int8Config, _session, compare, photo_rows, quantize_graph
 
-VARIANTS = {"all": False, "depthwise-fp32": True}
+VARIANTS: dict[str, dict] = {
+    "all": {},
+    "depthwise-fp32": {"keep_depthwise_fp32": True},
+    "entropy": {"ranges": "entropy"},
+    "percentile": {"ranges": "percentile"},
+}
 
 
 def images_per_s(graphs: dict[str, bytes], size: int, repeats: int, seconds: float) -> dict[str, float]:
@@ -49,8 +54,8 @@ def main() -> None:
     calibration, split, check = photo_rows(artifact, Int8Config(check_photos=args.check_photos))
     graphs = {"fp32": storage.read_bytes(artifact.onnx_path)}
     rows = []
-    for name, keep_depthwise in VARIANTS.items():
-        graphs[name] = quantize_graph(artifact.onnx_path, calibration, artifact.spec.preprocess, keep_depthwise)
+    for name, options in VARIANTS.items():
+        graphs[name] = quantize_graph(artifact.onnx_path, calibration, artifact.spec.preprocess, **options)
         agreement, acc32, acc8, _ = compare(artifact.onnx_path, graphs[name], check, artifact)
         rows.append({"variant": name, "agreement": agreement, "accuracy_fp32": acc32, "accuracy_int8": acc8})
     speed = images_per_s(graphs, artifact.spec.preprocess.size, args.repeats, args.seconds)

@@ -129,3 +129,25 @@ def test_depthwise_convolutions_can_stay_float32(exported):
     everything, kept = convs_on_int8_weights(False), convs_on_int8_weights(True)
     assert everything[0] > 10 and kept[0] == 0  # Lite0 has 16 depthwise convolutions
     assert kept[1] == everything[1] > 10
+
+
+def test_activation_ranges_follow_the_chosen_calibration_method(exported):
+    """Tried: the same photos calibrated by MinMax and by Percentile. Must hold: both graphs quantise the same
+    activations, and their scales differ (Percentile clips the extremes MinMax keeps, so never wider)."""
+    import onnx
+    from onnx import numpy_helper
+
+    artifact = load_artifact(exported)
+    rows, _, _ = quantize.photo_rows(artifact, LENIENT)
+
+    def activation_scales(ranges: quantize.Ranges) -> dict[str, float]:
+        int8 = quantize.quantize_graph(str(artifact.onnx_path), rows[:4], artifact.spec.preprocess, ranges=ranges)
+        graph = onnx.load_from_string(int8).graph
+        scales = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        quantised = [n.input[1] for n in graph.node if n.op_type == "QuantizeLinear"]  # activations: weights are stored int8
+        return {name: float(scales[name]) for name in quantised if scales[name].ndim == 0}
+
+    minmax, percentile = activation_scales("minmax"), activation_scales("percentile")
+    assert minmax.keys() == percentile.keys() and len(minmax) > 10
+    assert minmax != percentile
+    assert all(percentile[k] <= minmax[k] * (1 + 1e-6) for k in minmax)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -90,10 +91,16 @@ def depthwise_convs(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
 
 
-def quantize_graph(fp32_path: str, calibration: list[ManifestRow], pp: Preprocess, keep_depthwise_fp32: bool = False) -> bytes:
+Ranges = Literal["minmax", "entropy", "percentile"]  # how activation ranges are read off the calibration photos
+
+
+def quantize_graph(
+    fp32_path: str, calibration: list[ManifestRow], pp: Preprocess, keep_depthwise_fp32: bool = False, ranges: Ranges = "minmax"
+) -> bytes:
     """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos. With
-    `keep_depthwise_fp32` the depthwise convolutions stay float32 (on Lite0 that agreed with fp32 less, not more:
-    benchmarks/int8_variants.py)."""
+        `keep_depthwise_fp32` the depthwise convolutions stay float32 (on Lite0 that agreed with fp32 less, not more:
+        benchmarks/int8_variants.py). `ranges`: ONNX Runtime's calibration method (minmax: the observed extremes;
+    entropy and percentile clip outliers)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -110,7 +117,11 @@ def quantize_graph(fp32_path: str, calibration: list[ManifestRow], pp: Preproces
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[ranges],
             nodes_to_exclude=depthwise_convs(prepared) if keep_depthwise_fp32 else None,
         )
         return out.read_bytes()
