@@ -97,10 +97,10 @@ Ranges = Literal["minmax", "entropy", "percentile"]  # how activation ranges are
 def quantize_graph(
     fp32_path: str, calibration: list[ManifestRow], pp: Preprocess, keep_depthwise_fp32: bool = False, ranges: Ranges = "minmax"
 ) -> bytes:
-    """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos. With
-        `keep_depthwise_fp32` the depthwise convolutions stay float32 (on Lite0 that agreed with fp32 less, not more:
-        benchmarks/int8_variants.py). `ranges`: ONNX Runtime's calibration method (minmax: the observed extremes;
-    entropy and percentile clip outliers)."""
+    """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos by ONNX Runtime's
+    `ranges` method (minmax keeps the observed extremes; entropy and percentile clip outliers). With
+    `keep_depthwise_fp32` the depthwise convolutions stay float32. On Lite0 no option agreed with fp32 materially
+    better than the defaults: depthwise-fp32 far worse, percentile +0.7 points (benchmarks/int8_variants.py)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
