@@ -69,3 +69,19 @@ def test_bad_arguments_are_usage_errors_not_tracebacks(abid_root, tmp_path):
     for args in (["--counts", "5-1"], ["--split", "80/20"]):
         result = runner.invoke(app, ["data", "manifest", str(abid_root), "--out", str(tmp_path / "x.parquet"), *args])
         assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_a_root_with_no_bins_is_an_error_not_an_empty_manifest(abid_root, tmp_path):
+    """Tried: `data manifest` and `data stats` on a mistyped root and on an existing folder without the ABID layout,
+    and `data stats` on a manifest that is not there. Must hold: exit 1 with one line naming the root and the layout
+    it lacks (or the missing file), no traceback; no manifest written (a manifest of 0 rows used to be written,
+    and training failed later on it with a message about count classes)."""
+    for root in (tmp_path / "no-such-root", tmp_path):
+        out = tmp_path / "x.parquet"
+        made = runner.invoke(app, ["data", "manifest", str(root), "--out", str(out)])
+        assert made.exit_code == 1 and "no ABID bins at" in made.output and "bin-images/*.jpg" in made.output, made.output
+        assert "Traceback" not in made.output and not out.exists()
+        shown = runner.invoke(app, ["data", "stats", str(root)])
+        assert shown.exit_code == 1 and "no ABID bins at" in shown.output
+    missing = runner.invoke(app, ["data", "stats", str(tmp_path / "gone.parquet")])
+    assert missing.exit_code == 1 and "gone.parquet" in missing.output and "Traceback" not in missing.output

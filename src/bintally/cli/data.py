@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import EndpointOpt, app, console, progress
+from bintally.cli.app import EndpointOpt, app, console, progress, reported_errors
 from bintally.data.abid import AbidRoot
 from bintally.data.fetch import fetch
 from bintally.data.images import Enhance
@@ -74,7 +74,7 @@ def fetch_cmd(
 ) -> None:
     """Copy a subset of an ABID root (e.g. s3://aft-vbi-pds/) to a local cache: parallel, retried, resumable."""
     chosen = _subset(subset, counts, limit, per_count, ids)
-    with progress("fetching") as update:
+    with reported_errors(), progress("fetching") as update:
         result = fetch(AbidRoot(source, endpoint_url), out, chosen, workers=workers, on_progress=update)
     console.print(
         f"selected {result.selected:,} bins: downloaded {result.downloaded:,} files, skipped {result.skipped:,} already here, "
@@ -101,9 +101,10 @@ def manifest_cmd(
         ratios = SplitRatios.parse(split)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    with progress("inspecting photos") as update:
-        build = build_manifest(AbidRoot(source, endpoint_url), chosen, ratios, seed, on_progress=update)
-    report = write_manifest(build, out, endpoint_url)
+    with reported_errors():
+        with progress("inspecting photos") as update:
+            build = build_manifest(AbidRoot(source, endpoint_url), chosen, ratios, seed, on_progress=update)
+        report = write_manifest(build, out, endpoint_url)
     _print_stats(manifest_stats(build.manifest))
     console.print(f"wrote {out} ({len(build.manifest.rows):,} bins); {len(build.problems):,} skipped, listed in {report}")
 
@@ -120,10 +121,12 @@ def stats_cmd(
     endpoint_url: EndpointOpt = None,
 ) -> None:
     """Count distribution and image sizes of an ABID root or a manifest."""
-    if source.endswith(".parquet"):
-        stats = manifest_stats(read_manifest(source, endpoint_url))
-    else:
-        stats = root_stats(AbidRoot(source, endpoint_url), _subset(subset, counts, limit, per_count, ids))
+    chosen = _subset(subset, counts, limit, per_count, ids)
+    with reported_errors():
+        if source.endswith(".parquet"):
+            stats = manifest_stats(read_manifest(source, endpoint_url))
+        else:
+            stats = root_stats(AbidRoot(source, endpoint_url), chosen)
     _print_stats(stats)
     if plot:
         storage.write_bytes(plot, plot_counts(stats), endpoint_url)
@@ -144,6 +147,8 @@ def preview_cmd(
     """Side-by-side PNG: original photos (top) and enhanced (bottom)."""
     if enhance != "unsharp":
         raise typer.BadParameter("only 'unsharp' is available", param_hint="--enhance")
-    png = preview(AbidRoot(source, endpoint_url), _subset(subset, counts, None, None, ids), Enhance(), n=n)
+    chosen = _subset(subset, counts, None, None, ids)
+    with reported_errors():
+        png = preview(AbidRoot(source, endpoint_url), chosen, Enhance(), n=n)
     storage.write_bytes(out, png, endpoint_url)
     console.print(f"wrote {out}")

@@ -67,6 +67,9 @@ def _candidates(root: AbidRoot, subset: Subset) -> tuple[list[str], list[Problem
         # wanted metadata; missing objects show up as read errors instead.
         return sorted(wanted), []
     images, metadata = root.list_ids(IMAGES_DIR), root.list_ids(METADATA_DIR)
+    if not images and not metadata:
+        # A mistyped root is not a dataset of no bins: a manifest of 0 rows would only fail later, less clearly.
+        raise FileNotFoundError(f"no ABID bins at {root.url}: expected {IMAGES_DIR}/*.jpg and {METADATA_DIR}/*.json there")
     universe = wanted if wanted is not None else images | metadata
     problems = [Problem(id=i, kind="not_in_source", detail="neither image nor metadata") for i in sorted(universe - images - metadata)]
     problems += [
