@@ -5,8 +5,9 @@
 Each variant is quantised from MODEL/model.onnx as `bintally export --int8` does (64 training photos for the
 ranges) and compared with fp32 on the validation photos `export --int8` checks on (never the test split): same
 count, accuracy of each. Speed: images/s at batch 32 of fp32 and of each variant, the graphs taking turns in
-every repeat (medians). Variants: `all` (today's: every layer int8, MinMax ranges), `depthwise-fp32` (the
-depthwise convolutions kept in float32), `entropy` and `percentile` (every layer int8, ranges that clip outliers).
+every repeat (medians). Variants: `all` (the default: every layer int8, MinMax ranges), `depthwise-fp32` (the
+depthwise convolutions kept in float32), `head-fp32` (pooling and the count layer float32, so the logits are not
+rounded to int8), `entropy` and `percentile` (every layer int8, ranges that clip outliers).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from inference import interleaved
 
 from bintally import storage
 from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, load_artifact
-from bintally.model.quantize import Int8Config, _session, compare, photo_rows, quantize_graph
+from bintally.model.predictor import onnx_session
+from bintally.model.quantize import Int8Config, compare, photo_rows, quantize_graph
 
 VARIANTS: dict[str, dict] = {
     "all": {},
-    "depthwise-fp32": {"keep_depthwise_fp32": True},
+    "depthwise-fp32": {"keep_fp32": ["depthwise"]},
+    "head-fp32": {"keep_fp32": ["head"]},
     "entropy": {"ranges": "entropy"},
     "percentile": {"ranges": "percentile"},
 }
@@ -33,7 +36,7 @@ VARIANTS: dict[str, dict] = {
 
 def images_per_s(graphs: dict[str, bytes], size: int, repeats: int, seconds: float) -> dict[str, float]:
     batch = np.random.default_rng(0).standard_normal((32, 3, size, size), dtype=np.float32)
-    sessions = {name: _session(graph) for name, graph in graphs.items()}
+    sessions = {name: onnx_session(graph, cpu_only=True) for name, graph in graphs.items()}
     steps = {name: (lambda s=session: s.run([ONNX_OUTPUT], {ONNX_INPUT: batch})) for name, session in sessions.items()}
     return interleaved(steps, len(batch), seconds, repeats)  # type: ignore[arg-type]
 

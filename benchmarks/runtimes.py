@@ -22,6 +22,7 @@ from _results import RESULTS, write_result
 from inference import interleaved
 
 from bintally.model.artifact import INT8_FILE, ONNX_FILE, load_artifact
+from bintally.model.predictor import onnx_session
 
 BATCH = 32
 
@@ -40,7 +41,7 @@ def main() -> None:
     core = ov.Core()
     steps: dict[str, Callable[[], object]] = {}
     for graph in (ONNX_FILE, INT8_FILE):
-        session = ort.InferenceSession(str(model / graph), providers=["CPUExecutionProvider"])
+        session = onnx_session(str(model / graph), cpu_only=True)  # as bintally serves it
         request = core.compile_model(str(model / graph), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"}).create_infer_request()
         steps[f"onnxruntime {graph}"] = lambda s=session: s.run(None, {"input": x})
         steps[f"openvino {graph}"] = lambda r=request: r.infer({0: x})
