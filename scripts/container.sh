@@ -2,6 +2,7 @@
 # Build bintally's serve (default) or full image with podman on a machine without a container registry:
 # a Debian base made by debootstrap, and the Python packages as a wheelhouse from the host's package index.
 #   bash scripts/container.sh [serve|full]      -> localhost/bintally:serve (or :full)
+#   bash scripts/container.sh postgres          -> localhost/bintally-postgres:15 (compose.yaml's POSTGRES_IMAGE here)
 # With a registry, `podman build --target serve -t bintally:serve .` (or docker) needs none of this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,10 @@ if ! "${podman[@]}" image exists "$base"; then
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -c . | "${podman[@]}" import - "$base" >/dev/null
   rm -rf "$root"
+fi
+if [ "$target" = postgres ]; then
+  "${podman[@]}" build --network host --build-arg BASE="$base" -t localhost/bintally-postgres:15 scripts/postgres
+  exit
 fi
 extra=$([ "$target" = full ] && echo "[train]" || true)
 wheels="build/wheels-$target"
