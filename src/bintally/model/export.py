@@ -7,7 +7,6 @@ import warnings
 from typing import cast
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from PIL import Image
 from timm.layers import Conv2dSame
@@ -19,6 +18,7 @@ from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
 from bintally.errors import BintallyError
 from bintally.model.artifact import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, write_spec
+from bintally.model.predictor import onnx_session
 from bintally.model.preprocess import prepare_batch
 
 MAX_ABS_DIFF = 1e-3
@@ -88,7 +88,7 @@ def onnx_bytes(model: torch.nn.Module, size: int) -> bytes:
 
 
 def max_abs_diff(model: torch.nn.Module, onnx_model: bytes, batch: np.ndarray) -> float:
-    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_model, cpu_only=True)
     (onnx_logits,) = session.run(["logits"], {"input": batch})
     with torch.no_grad():
         torch_logits = model(torch.from_numpy(batch)).numpy()
