@@ -28,7 +28,7 @@ def compose(project: str, env: dict[str, str], *args: str, files: tuple[str, ...
 
 
 def left_containers(project: str) -> list[dict]:
-    listed = subprocess.run(["podman", "ps", "-a", "--format", "json"], capture_output=True, text=True, env=podman_env())
+    listed = podman("ps", "-a", "--format", "json")
     return [c for c in json.loads(listed.stdout or "[]") if any(project in n for n in c.get("Names", []))]
 
 
