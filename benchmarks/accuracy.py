@@ -4,6 +4,7 @@
     python benchmarks/accuracy.py --preset cpu-full     # 2-core CPU, about an hour: all training photos, 160 px, 8 epochs
     python benchmarks/accuracy.py --preset gpu          # a CUDA GPU: all the data, 224 px, 20 epochs
     python benchmarks/accuracy.py --preset cpu-full --image-size 224 --epochs 10 --recipes best   # one recipe, overridden
+    python benchmarks/accuracy.py --preset cpu-screen --limit-train 1132 --recipes best --validation-only   # a learning curve's point
     python benchmarks/accuracy.py --table               # the table of every run recorded in benchmarks/results/
 
 Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from bintally.cli.train import print_epoch, step_progress
 from bintally.data.abid import AbidRoot
 from bintally.data.manifest import Manifest, ManifestBuild, build_manifest, read_manifest, write_manifest
 from bintally.data.subset import Subset
@@ -96,7 +98,8 @@ def run_recipe(name: str, manifest: str, out: Path, preset: dict, validation_onl
     cfg = TrainConfig(**preset, **RECIPES[name], patience=preset["epochs"])  # fixed epochs; best val epoch kept
     run = out / name
     started = time.monotonic()
-    result = train(manifest, str(run), cfg, resume=True)  # resumes an interrupted benchmark
+    with step_progress() as on_step:  # as `bintally train` shows it: a bar, or a line every 30 s in logs
+        result = train(manifest, str(run), cfg, on_epoch=print_epoch, on_step=on_step, resume=True)  # resumes an interrupted run
     minutes = (time.monotonic() - started) / 60
     row = {
         "recipe": name,
@@ -201,6 +204,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None, help="override the preset's")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="training precision (default: auto)")
+    parser.add_argument("--limit-train", type=int, default=None, help="a seeded sample of this many training photos (a learning curve)")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (initialisation, batch order, augmentation); the split stays")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--validation-only", action="store_true", help="compare on validation; do not score the test split")
     parser.add_argument("--table", action="store_true", help="only print the table of every result file in benchmarks/results/")
@@ -213,7 +218,7 @@ def main() -> None:
         rescore_validation(RESULTS, args.out, manifest_for(args.data, args.out))
         return
 
-    asked = {"image_size": args.image_size, "epochs": args.epochs, "precision": args.precision}
+    asked = {k: getattr(args, k) for k in ("image_size", "epochs", "precision", "limit_train", "seed")}
     overrides = {k: v for k, v in asked.items() if v is not None}
     preset = {**PRESETS[args.preset], **overrides}
     setting = args.preset + "".join(f"-{k.replace('_', '-')}{v}" for k, v in overrides.items())  # runs never mix settings
