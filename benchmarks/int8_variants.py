@@ -59,19 +59,22 @@ def main() -> None:
     rows = []
     for name, options in VARIANTS.items():
         graphs[name] = quantize_graph(artifact.onnx_path, calibration, artifact.spec.preprocess, **options)
-        agreement, acc32, acc8, _ = compare(artifact.onnx_path, graphs[name], check, artifact)
-        rows.append({"variant": name, "agreement": agreement, "accuracy_fp32": acc32, "accuracy_int8": acc8})
+        rows.append({"variant": name} | compare(artifact.onnx_path, graphs[name], check, artifact).model_dump())
     speed = images_per_s(graphs, artifact.spec.preprocess.size, args.repeats, args.seconds)
 
     print(f"{args.model}: {len(check)} {split} photos; batch 32 images/s, medians of {args.repeats} interleaved repeats")
-    print("| variant | same count as fp32 | accuracy | fp32 accuracy | images/s | vs fp32 |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| variant | same count as fp32 | accuracy | fp32 accuracy | int8 - fp32, 95% interval | images/s | vs fp32 |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
     for r in rows:
         r |= {"images_per_s": speed[r["variant"]], "speedup": speed[r["variant"]] / speed["fp32"]}
+        low, high = r["accuracy_difference_interval"]
         print(
             f"| {r['variant']} | {r['agreement']:.1%} | {r['accuracy_int8']:.1%} | {r['accuracy_fp32']:.1%} "
-            f"| {r['images_per_s']:.1f} | {r['speedup']:.2f}x |"
+            f"| {low * 100:+.1f} to {high * 100:+.1f} | {r['images_per_s']:.1f} | {r['speedup']:.2f}x |"
         )
-    print(f"| fp32 | | | | {speed['fp32']:.1f} | 1.00x |")
+    print(f"| fp32 | | | | | {speed['fp32']:.1f} | 1.00x |")
     out = args.json or RESULTS / f"int8-variants-{artifact.spec.name}.json"
     result = {"model": args.model, "split": split, "photos": len(check), "fp32_images_per_s": speed["fp32"], "rows": rows}
     write_result(out, result, started, "int8_variants.py")

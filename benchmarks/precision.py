@@ -3,7 +3,8 @@
     python benchmarks/precision.py MODEL MANIFEST [--split test] [--json benchmarks/results/precision-NAME-SPLIT.json]
 
 MODEL needs model.int8.onnx (`bintally export MODEL --int8`: calibrated on training photos, checked on
-validation photos). Prints accuracy, +-1, RMSE and MAE for each precision, and how often they give the same count.
+validation photos). Prints accuracy, +-1, RMSE and MAE for each precision, how often they give the same count, and
+the accuracy difference with the 95% interval of the paired difference (what chance alone allows on these photos).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from _results import RESULTS, write_result
 from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
-from bintally.evaluate.metrics import metrics_from_logits, scalars
+from bintally.evaluate.metrics import metrics_from_logits, paired_accuracy_difference, scalars
 from bintally.model.predictor import Predictor, load_predictor
 from bintally.model.preprocess import prepare_batch
 
@@ -49,16 +50,22 @@ def main() -> None:
     logits = {p: split_logits(predictor, [r.uri for r in rows]) for p, predictor in predictors.items()}
     metrics = {p: scalars(metrics_from_logits(lg, counts, classes)) for p, lg in logits.items()}
     agreement = float((logits["fp32"].argmax(1) == logits["int8"].argmax(1)).mean())
+    correct = {p: np.array(classes)[lg.argmax(1)] == np.array(counts) for p, lg in logits.items()}
+    difference, low, high = paired_accuracy_difference(correct["fp32"], correct["int8"])
 
     print(f"{args.model}, {args.split} split of {args.manifest}: {len(rows):,} bins")
     print("| precision | accuracy | +-1 | RMSE | MAE |\n| --- | ---: | ---: | ---: | ---: |")
     for p, m in metrics.items():
         print(f"| {p} | {m['accuracy']:.1%} | {m['within_one']:.1%} | {m['rmse']:.2f} | {m['mae']:.2f} |")
-    print(f"same count from both: {agreement:.1%}; int8 - fp32 accuracy: {metrics['int8']['accuracy'] - metrics['fp32']['accuracy']:+.1%}")
+    print(
+        f"same count from both: {agreement:.1%}; int8 - fp32 accuracy: {difference * 100:+.1f} points "
+        f"(95% interval of the paired difference {low * 100:+.1f} to {high * 100:+.1f})"
+    )
     name = predictors["fp32"].spec.name
     out = args.json or RESULTS / f"precision-{name}-{args.split}.json"
     result = {"model": args.model, "manifest": args.manifest, "split": args.split, "bins": len(rows)}
-    result |= {"metrics": metrics, "agreement": agreement, "int8_check": predictors["int8"].spec.int8.model_dump()}
+    result |= {"metrics": metrics, "agreement": agreement, "accuracy_difference": [difference, low, high]}
+    result |= {"int8_check": predictors["int8"].spec.int8.model_dump()}
     write_result(out, result, started, "precision.py")
     print(f"wrote {out}")
 

@@ -43,6 +43,8 @@ def test_int8_graph_is_written_with_its_check_and_serves_close_to_fp32(exported,
     assert load_artifact(exported).spec.int8 == check
     assert check.calibration_photos == 16 and check.check_split == "val" and 0 < check.check_photos <= 16
     assert 0 <= check.agreement <= 1 and 0 <= check.max_probability_diff < 0.5
+    low, high = check.accuracy_difference_interval
+    assert -1 <= low <= check.accuracy_int8 - check.accuracy_fp32 <= high <= 1
     int8, fp32 = load_predictor(exported, precision="int8"), load_predictor(exported, precision="fp32")
     assert (int8.precision, fp32.precision) == ("int8", "fp32")
     batch = prepare_batch(bin_photos, int8.spec.preprocess)
@@ -72,7 +74,8 @@ def test_int8_is_refused_where_there_is_none(exported, small_artifact, monkeypat
 def test_an_int8_graph_that_loses_accuracy_is_not_written(exported, monkeypatch):
     """Tried: a check where int8 scores 10 points below fp32 (limit 3). Must hold: Int8Mismatch naming both
     accuracies; no model.int8.onnx, and model.json unchanged."""
-    monkeypatch.setattr(quantize, "compare", lambda *args: (0.8, 0.6, 0.5, 0.2))
+    worse = quantize.Int8Comparison(agreement=0.8, accuracy_fp32=0.6, accuracy_int8=0.5, max_probability_diff=0.2)
+    monkeypatch.setattr(quantize, "compare", lambda *args: worse)
     before = Path(exported, "model.json").read_text()
     with pytest.raises(quantize.Int8Mismatch, match=r"50\.0% against fp32's 60\.0%"):
         quantize.export_int8(load_artifact(exported), quantize.Int8Config(calibration_photos=4, check_photos=4))

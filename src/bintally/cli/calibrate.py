@@ -59,8 +59,5 @@ def calibrate_cmd(
         console.print(f"[yellow]note:[/] {note}")
     if result.int8:
         i = result.int8
-        console.print(
-            f"int8 quantised again with the flips: {i.agreement:.1%} same count as fp32 on {i.check_photos} {i.check_split} "
-            f"photos ({i.accuracy_int8:.1%} against {i.accuracy_fp32:.1%})"
-        )
+        console.print(f"int8 quantised again with the flips: on {i.check_photos} {i.check_split} photos it gives {i.described()}")
     console.print(f"wrote {model}/model.json")

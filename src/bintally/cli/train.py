@@ -207,6 +207,5 @@ def export_cmd(
             check = export_int8(load_artifact(model), cfg)
             console.print(
                 f"wrote {storage.join(model, INT8_FILE)}: calibrated on {check.calibration_photos} training photos; on "
-                f"{check.check_photos} {check.check_split} photos it gives fp32's count on {check.agreement:.1%}, "
-                f"accuracy {check.accuracy_int8:.1%} (fp32 {check.accuracy_fp32:.1%})"
+                f"{check.check_photos} {check.check_split} photos it gives {check.described()}"
             )

@@ -21,11 +21,12 @@ from bintally import storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import ManifestRow, read_manifest
 from bintally.errors import BintallyError
+from bintally.evaluate.metrics import paired_accuracy_difference
 from bintally.model.artifact import INT8_FILE, ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, write_spec
 from bintally.model.calibration import softmax
 from bintally.model.predictor import onnx_session
 from bintally.model.preprocess import Preprocess, prepare_batch
-from bintally.model.spec import Int8Check
+from bintally.model.spec import Int8Check, Int8Comparison
 
 BATCH = 8
 
@@ -137,8 +138,7 @@ def quantize_graph(
         return out.read_bytes()
 
 
-def compare(fp32_path: str, int8: bytes, rows: list[ManifestRow], artifact: ModelArtifact) -> tuple[float, float, float, float]:
-    """(agreement, fp32 accuracy, int8 accuracy, max probability difference) on `rows`."""
+def compare(fp32_path: str, int8: bytes, rows: list[ManifestRow], artifact: ModelArtifact) -> Int8Comparison:
     spec = artifact.spec
     fp32_session, int8_session = onnx_session(storage.read_bytes(fp32_path), cpu_only=True), onnx_session(int8, cpu_only=True)
     fp32_logits, int8_logits = [], []
@@ -149,7 +149,14 @@ def compare(fp32_path: str, int8: bytes, rows: list[ManifestRow], artifact: Mode
     p8 = softmax(np.concatenate(int8_logits), spec.temperature)
     classes, truth = np.array(spec.classes), np.array([r.count for r in rows])
     c32, c8 = classes[p32.argmax(1)], classes[p8.argmax(1)]
-    return float((c32 == c8).mean()), float((c32 == truth).mean()), float((c8 == truth).mean()), float(np.abs(p32 - p8).max())
+    _, low, high = paired_accuracy_difference(c32 == truth, c8 == truth)
+    return Int8Comparison(
+        agreement=float((c32 == c8).mean()),
+        accuracy_fp32=float((c32 == truth).mean()),
+        accuracy_int8=float((c8 == truth).mean()),
+        max_probability_diff=float(np.abs(p32 - p8).max()),
+        accuracy_difference_interval=(low, high),
+    )
 
 
 def export_int8(artifact: ModelArtifact, cfg: Int8Config | None = None) -> Int8Check:
@@ -162,20 +169,17 @@ def export_int8(artifact: ModelArtifact, cfg: Int8Config | None = None) -> Int8C
         raise ValueError(f"{artifact.path} has no model.onnx to quantise; run `bintally export {artifact.path}` first")
     calibration, split, check_rows = photo_rows(artifact, cfg)
     int8 = quantize_graph(fp32_path, calibration, artifact.spec.preprocess)
-    agreement, acc32, acc8, prob_diff = compare(fp32_path, int8, check_rows, artifact)
+    compared = compare(fp32_path, int8, check_rows, artifact)
     check = Int8Check(
         calibration_photos=len(calibration),
         check_split=split,
         check_photos=len(check_rows),
-        agreement=agreement,
-        accuracy_fp32=acc32,
-        accuracy_int8=acc8,
-        max_probability_diff=prob_diff,
         max_accuracy_drop=cfg.max_accuracy_drop,
+        **compared.model_dump(),
     )
-    if acc32 - acc8 > cfg.max_accuracy_drop:
+    if compared.accuracy_fp32 - compared.accuracy_int8 > cfg.max_accuracy_drop:
         raise Int8Mismatch(
-            f"int8 scores {acc8:.1%} against fp32's {acc32:.1%} on {len(check_rows)} {split} photos "
+            f"int8 scores {compared.accuracy_int8:.1%} against fp32's {compared.accuracy_fp32:.1%} on {len(check_rows)} {split} photos "
             f"(allowed drop {cfg.max_accuracy_drop:.1%}); not written"
         )
     storage.write_bytes(storage.join(artifact.path, INT8_FILE), int8)

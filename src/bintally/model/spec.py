@@ -23,16 +23,31 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Int8Check(BaseModel):
+class Int8Comparison(BaseModel):
+    """The int8 graph against the fp32 one on the same photos (`model.quantize.compare`)."""
+
+    agreement: float  # share of photos on which both graphs give the same count
+    accuracy_fp32: float
+    accuracy_int8: float
+    max_probability_diff: float  # over every photo and count, after the artifact's temperature
+    # int8 - fp32 accuracy, 95% interval of the paired difference (None: written before it was recorded)
+    accuracy_difference_interval: tuple[float, float] | None = None
+
+    def described(self) -> str:
+        """One line for people: how often the counts agree, both accuracies, the interval of their difference."""
+        line = f"fp32's count on {self.agreement:.1%}, accuracy {self.accuracy_int8:.1%} against fp32's {self.accuracy_fp32:.1%}"
+        if self.accuracy_difference_interval:
+            low, high = self.accuracy_difference_interval
+            line += f" (int8 - fp32: 95% interval {low * 100:+.1f} to {high * 100:+.1f} points)"
+        return line
+
+
+class Int8Check(Int8Comparison):
     """How model.int8.onnx compares with model.onnx, on photos it was not calibrated on (`model.quantize`)."""
 
     calibration_photos: int
     check_split: str
     check_photos: int
-    agreement: float  # share of check photos on which both graphs give the same count
-    accuracy_fp32: float
-    accuracy_int8: float
-    max_probability_diff: float  # over every photo and count, after the artifact's temperature
     max_accuracy_drop: float | None = None  # the check's limit (None: written before it was recorded)
 
 
