@@ -14,7 +14,7 @@ def _trials(n: int) -> list[optuna.Trial]:
     return [study.ask() for _ in range(n)]
 
 
-@pytest.mark.parametrize("name", ["default", "original"])
+@pytest.mark.parametrize("name", ["default", "original", "cpu-screen"])
 def test_packaged_spaces_sample_valid_train_configs(name):
     """Each packaged space loads by name; 20 sampled trials each give a valid TrainConfig on train/val monitoring the metric."""
     space = load_space(name)

@@ -27,9 +27,10 @@ def final_config(best: FrozenTrial) -> TrainConfig:
     """The best trial's config on train+val, without validation, for the epochs its best validation took.
 
     With no validation split, training keeps the last epoch, so the epoch count is the one choice
-    that carries the best trial's early stopping over.
+    that carries the best trial's early stopping over. A sample of the training photos that made trials
+    cheap (`limit_train`, as in the cpu-screen space) does not carry over: the final model learns from all.
     """
-    values = {**best.user_attrs["config"], "train_splits": ["train", "val"], "val_split": None}
+    values = {**best.user_attrs["config"], "train_splits": ["train", "val"], "val_split": None, "limit_train": None}
     return TrainConfig.model_validate({**values, "epochs": best.user_attrs["best_epoch"] + 1})
 
 

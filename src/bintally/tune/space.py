@@ -34,7 +34,7 @@ from bintally.train.config import TrainConfig
 
 Choice = bool | int | float | str | None
 TUNER_OWNED = ("train_splits", "val_split", "monitor")
-PACKAGED = ("default", "original")
+PACKAGED = ("default", "original", "cpu-screen")
 
 
 class SpaceError(ValueError):
