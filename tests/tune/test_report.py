@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import yaml
 from typer.testing import CliRunner
 
 from bintally.cli import app
+from bintally.tune.report import best_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -45,3 +47,11 @@ def test_tune_without_a_terminal_prints_progress_lines_within_trials(sqlite_run)
     assert steps and all(" epoch " in line and " loss " in line for line in steps)
     assert any(" left) epoch " in line for line in steps)  # from a pass's second step on, with a rate
     assert any(line.startswith("trial ") for line in lines)
+
+
+def test_best_config_leaves_out_the_photo_sample_the_search_trained_on():
+    """Tried: a best trial that trained on 1,132 sampled photos (the cpu-screen space). Must hold: best_config.yaml's
+    settings train on every photo (limit_train None), everything else the trial's own."""
+    trial_config = {"lr": 0.002, "image_size": 160, "limit_train": 1132, "epochs": 6}
+    trial = optuna.trial.create_trial(value=0.36, user_attrs={"config": trial_config})
+    assert best_config(trial) == {"lr": 0.002, "image_size": 160, "limit_train": None, "epochs": 6}

@@ -11,7 +11,7 @@ from bintally.data.manifest import read_manifest
 from bintally.evaluate.report import evaluate
 from bintally.train.config import TrainConfig
 from bintally.train.loop import train
-from bintally.tune.report import best_trial
+from bintally.tune.report import best_config, best_trial
 from bintally.tune.study import TuneError, study_settings
 
 
@@ -27,10 +27,9 @@ def final_config(best: FrozenTrial) -> TrainConfig:
     """The best trial's config on train+val, without validation, for the epochs its best validation took.
 
     With no validation split, training keeps the last epoch, so the epoch count is the one choice
-    that carries the best trial's early stopping over. A sample of the training photos that made trials
-    cheap (`limit_train`, as in the cpu-screen space) does not carry over: the final model learns from all.
+    that carries the best trial's early stopping over.
     """
-    values = {**best.user_attrs["config"], "train_splits": ["train", "val"], "val_split": None, "limit_train": None}
+    values = {**best_config(best), "train_splits": ["train", "val"], "val_split": None}
     return TrainConfig.model_validate({**values, "epochs": best.user_attrs["best_epoch"] + 1})
 
 

@@ -36,7 +36,7 @@ class TuneSummary(BaseModel):
     direction: str
     states: dict[str, int]
     best: TrialRow | None
-    best_config: dict[str, Any] | None  # the best trial's TrainConfig
+    best_config: dict[str, Any] | None  # the best trial's TrainConfig (`best_config`)
     trials: list[TrialRow]
 
 
@@ -66,6 +66,12 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return study.best_trial
 
 
+def best_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's TrainConfig to train a real model with: without the sample of training photos that made the
+    search's trials cheap (`limit_train`, as in the cpu-screen space), so the model learns from all of them."""
+    return {**trial.user_attrs["config"], "limit_train": None}
+
+
 def summarise(study: optuna.Study) -> TuneSummary:
     trials = study.get_trials(deepcopy=False)
     best = best_trial(study)
@@ -75,7 +81,7 @@ def summarise(study: optuna.Study) -> TuneSummary:
         direction=study.direction.name.lower(),
         states=dict(Counter(t.state.name.lower() for t in trials)),
         best=trial_row(best) if best else None,
-        best_config=best.user_attrs["config"] if best else None,
+        best_config=best_config(best) if best else None,
         trials=[trial_row(t) for t in trials],
     )
 
