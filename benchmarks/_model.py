@@ -47,6 +47,10 @@ def benchmark_artifact(model: str | None, size: int = 224) -> str:
     return out
 
 
+def photo_paths(n: int) -> list[Path]:
+    """The first n real bin JPEGs of the sample (read in place)."""
+    return sorted((ABID / "bin-images").glob("*.jpg"))[:n]
+
+
 def photo_bytes(n: int) -> list[bytes]:
-    """The first n real bin JPEGs of the sample, as bytes (read in place)."""
-    return [p.read_bytes() for p in sorted((ABID / "bin-images").glob("*.jpg"))[:n]]
+    return [p.read_bytes() for p in photo_paths(n)]
