@@ -65,6 +65,9 @@ LEVERS = {
     "aux-volume": {"aux_target": "volume"},  # also learn the bin's summed item volume (ABID metadata)
     "aux-weight": {"aux_target": "weight"},
     "extra-counts": {},  # the same recipe, trained also on the sample's count 0 and 6-10 bins (EXTRA_COUNTS)
+    "backbone-lr-0.9": {"backbone_lr_scale": 0.9},  # the backbone at nearly the head's rate (default 0.1)
+    # The best trial of the `bintally tune --space cpu-screen` study (README), read from its result file.
+    "tuned": json.loads((RESULTS / "tune-cpu-screen.json").read_text())["best"]["params"],
 }
 RECIPES |= {f"best-{lever}": {**RECIPES["best"], **change} for lever, change in LEVERS.items()}
 # The screen's winners that change the recipe alone (not the data), together: the candidate default.
@@ -206,6 +209,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="training precision (default: auto)")
     parser.add_argument("--limit-train", type=int, default=None, help="a seeded sample of this many training photos (a learning curve)")
     parser.add_argument("--seed", type=int, default=None, help="training seed (initialisation, batch order, augmentation); the split stays")
+    parser.add_argument(
+        "--weights", default=None, help="the backbone's starting weights (default: packaged), e.g. device_pack.py's float16 copy"
+    )
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--validation-only", action="store_true", help="compare on validation; do not score the test split")
     parser.add_argument("--table", action="store_true", help="only print the table of every result file in benchmarks/results/")
@@ -220,8 +226,8 @@ def main() -> None:
 
     asked = {k: getattr(args, k) for k in ("image_size", "epochs", "precision", "limit_train", "seed")}
     overrides = {k: v for k, v in asked.items() if v is not None}
-    preset = {**PRESETS[args.preset], **overrides}
     setting = args.preset + "".join(f"-{k.replace('_', '-')}{v}" for k, v in overrides.items())  # runs never mix settings
+    preset = {**PRESETS[args.preset], **overrides, **({"weights": args.weights} if args.weights else {})}  # recorded, not named
     out = args.out / setting
     out.mkdir(parents=True, exist_ok=True)
     manifest = manifest_for(args.data, args.out)
