@@ -10,7 +10,9 @@
 Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
   original  frozen backbone, new linear head, RandomResizedCrop (area down to 8%), plain classification
             (the original system's recipe; it used ResNet-34, which has no offline weights)
-  best      `bintally train`'s default recipe: full fine-tune, count-safe augmentation, soft ordinal labels (sigma 0.7)
+  best      `bintally train`'s default recipe: full fine-tune, count-safe augmentation, soft ordinal labels; since
+            the cpu-screen study its learning rates, weight decay, sigma and augmentation strength are the study's
+            (result files before that hold the earlier defaults in their `config`)
   best-ema  best, keeping an EMA of the weights (decay 0.998); the raw weights are validated beside it
 
 Each is trained with `bintally.train.train` (model selection on the val split) and scored once on the
