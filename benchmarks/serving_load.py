@@ -40,8 +40,6 @@ from bintally.model.artifact import load_artifact
 from bintally.model.predictor import score
 from bintally.model.preprocess import prepare
 
-JPEG = {"content-type": "image/jpeg"}
-
 
 def baseline_app(model: str) -> FastAPI:
     """The plain server: decode, preprocess and one forward per request, on FastAPI's thread pool."""
