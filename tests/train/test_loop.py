@@ -170,7 +170,7 @@ def test_a_run_is_never_overwritten_or_resumed_differently(small_manifest, tiny,
     out, _ = tiny_run
     with pytest.raises(FileExistsError, match="--resume"):
         train(str(small_manifest), out, tiny(strategy="head"))
-    with pytest.raises(ValueError, match="lr: 0.001 -> 0.01"):
+    with pytest.raises(ValueError, match=f"lr: {TrainConfig().lr!r} -> 0.01"):  # the run was trained at the default lr
         train(str(small_manifest), out, tiny(strategy="head", lr=0.01), resume=True)
 
 
