@@ -40,7 +40,10 @@ def small_manifest(tmp_path_factory, abid_root) -> Path:
 @pytest.fixture(scope="session")
 def small_artifact(tmp_path_factory) -> str:
     """Packaged EfficientNet-Lite0 with a fresh ordinal head for counts 1-5 at 96 px; no model.onnx,
-    so the ONNX backend exports one when it loads."""
+    so the ONNX backend exports one when it loads. The head is seeded: its weights do not depend on which tests
+    drew random numbers before this fixture was first asked for."""
+    import torch
+
     from bintally.model.artifact import save_artifact
     from bintally.model.heads import create_model
     from bintally.model.preprocess import Preprocess
@@ -48,6 +51,7 @@ def small_artifact(tmp_path_factory) -> str:
 
     out = str(tmp_path_factory.mktemp("artifact"))
     classes = [1, 2, 3, 4, 5]
+    torch.manual_seed(0)
     model = create_model("tf_efficientnet_lite0", "ordinal", classes, weights="packaged")
     spec = ModelSpec(
         name="small-test", version="1", backbone="tf_efficientnet_lite0", head="ordinal", classes=classes, preprocess=Preprocess(size=96)

@@ -113,20 +113,23 @@ def test_int8_dot_products_are_read_from_the_cpu_flags(monkeypatch, flags, fast)
     assert hardware.int8_is_fast() is fast
 
 
-def test_depthwise_convolutions_can_stay_float32_and_serve_closer_to_fp32(exported, bin_photos):
-    """Tried: quantising with and without keep_fp32=["depthwise"], then running each graph as bintally does and as
-    ONNX Runtime does by default. Must hold: Lite0's depthwise convolutions are found; kept, none of them reads a
-    dequantised (int8) weight while every other convolution does; unkept, all do. Served, the graph keeping them is
-    closer to fp32 than the all-int8 one; ONNX Runtime's WeightBiasQuantization pass, left on, wrecks it (it
-    re-quantises the float depthwise weights wrongly): if that ever stops failing, BROKEN_ORT_PASSES can go."""
+def test_depthwise_convolutions_can_stay_float32_and_serve_without_the_broken_ort_pass(exported, bin_photos):
+    """Tried: quantising with and without keep_fp32=["depthwise"] (the head kept float32 in both), then running
+    each graph as bintally does and as ONNX Runtime does by default. Must hold: Lite0's depthwise convolutions
+    are found; kept, none of them reads a dequantised (int8) weight while every other convolution does; unkept,
+    all do. Served, the graph keeping them is about as close to fp32 as the all-int8 one (whether closer depends
+    on the weights: on a trained model it agreed with fp32 on 89% of validation photos against 84%, README; on
+    this untrained head, 2 random initialisations of 4 were closer); ONNX Runtime's WeightBiasQuantization pass,
+    left on, wrecks it (it re-quantises the float depthwise weights wrongly, 4-8x the error): if that ever stops
+    failing, BROKEN_ORT_PASSES can go."""
     import onnx
     import onnxruntime as ort
 
     artifact = load_artifact(exported)
     rows, _, _ = quantize.photo_rows(artifact, LENIENT)
-    graphs = {
-        keep: quantize.quantize_graph(str(artifact.onnx_path), rows[:8], artifact.spec.preprocess, keep) for keep in ((), ("depthwise",))
-    }
+    # Both keep the head float32, so the logits' own rounding (the same in both) does not hide the difference.
+    alone, both = ("head",), ("head", "depthwise")
+    graphs = {keep: quantize.quantize_graph(str(artifact.onnx_path), rows[:8], artifact.spec.preprocess, keep) for keep in (alone, both)}
 
     def convs_on_int8_weights(graph_bytes: bytes) -> tuple[int, int]:
         graph = onnx.load_from_string(graph_bytes).graph
@@ -136,7 +139,7 @@ def test_depthwise_convolutions_can_stay_float32_and_serve_closer_to_fp32(export
         on_int8 = lambda nodes: sum(n.input[1] in dequantised for n in nodes)  # noqa: E731
         return on_int8(grouped), on_int8(convs) - on_int8(grouped)
 
-    everything, kept = convs_on_int8_weights(graphs[()]), convs_on_int8_weights(graphs[("depthwise",)])
+    everything, kept = convs_on_int8_weights(graphs[alone]), convs_on_int8_weights(graphs[both])
     assert everything[0] > 10 and kept[0] == 0  # Lite0 has 16 depthwise convolutions
     assert kept[1] == everything[1] > 10
 
@@ -144,9 +147,9 @@ def test_depthwise_convolutions_can_stay_float32_and_serve_closer_to_fp32(export
     run = lambda session: session.run(["logits"], {"input": batch})[0]  # noqa: E731
     fp32 = run(predictor_module.onnx_session(str(artifact.onnx_path)))
     error = {keep: np.abs(run(predictor_module.onnx_session(g)) - fp32).max() for keep, g in graphs.items()}
-    assert error[("depthwise",)] < error[()]
-    default_ort = ort.InferenceSession(graphs[("depthwise",)], providers=["CPUExecutionProvider"])
-    assert np.abs(run(default_ort) - fp32).max() > 2 * error[("depthwise",)]
+    assert error[both] < 1.5 * error[alone]
+    default_ort = ort.InferenceSession(graphs[both], providers=["CPUExecutionProvider"])
+    assert np.abs(run(default_ort) - fp32).max() > 2 * error[both]
 
 
 def test_the_head_can_stay_float32_so_logits_are_not_rounded(exported):
