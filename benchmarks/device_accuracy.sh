@@ -13,6 +13,7 @@ PACK=${PACK:-runs/device}
 RESULT=${OUT:-runs/device-out}
 PY=${PYTHON:-python3}
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 mkdir -p "$RESULT"
 site="$work/site"
 if compgen -G "$PACK/wheels/*.whl" >/dev/null; then

@@ -6,7 +6,7 @@
 
 The folder holds:
   abid.zip                the counts 1-5 bins of the accuracy benchmark's manifest, in the ABID layout
-                          (bin-images/ID.jpg as they are, metadata/ID.json compressed): about 38 MiB
+                          (bin-images/ID.jpg as they are, metadata/ID.json compressed): about 41 MiB
   lite0.safetensors       packaged ImageNet EfficientNet-Lite0 without its ImageNet classifier, in float16
                           (half the size; `--weights` loads it into float32 parameters): about 7 MiB
   wheels/                 the Python packages bintally imports that the GPU machine's image lacks, for its
@@ -50,9 +50,9 @@ DEVICE_LACKS = (
 DEVICE_PYTHON = "3.12"
 
 
-def pack_bins(manifest: str, out: Path, limit: int | None) -> int:
+def pack_bins(manifest: str, out: Path) -> int:
     """The manifest's bins as an ABID-layout zip; returns how many."""
-    rows = read_manifest(manifest).rows[:limit]
+    rows = read_manifest(manifest).rows
     with zipfile.ZipFile(out, "w") as z:
         for row in rows:
             root = Path(row.source)  # the local ABID root the bin came from
@@ -87,13 +87,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ABID, help="ABID-layout root")
     parser.add_argument("--out", type=Path, default=Path("runs/device"))
     parser.add_argument("--manifest-dir", type=Path, default=Path("runs/benchmarks/accuracy"), help="where accuracy.py keeps its manifest")
-    parser.add_argument("--limit", type=int, default=None, help="only the manifest's first N bins (a smoke test)")
     parser.add_argument("--no-wheels", action="store_true", help="leave the wheels out (a machine that has the packages)")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
     args.manifest_dir.mkdir(parents=True, exist_ok=True)
-    n = pack_bins(manifest_for(args.data, args.manifest_dir), args.out / "abid.zip", args.limit)
+    n = pack_bins(manifest_for(args.data, args.manifest_dir), args.out / "abid.zip")
     pack_weights(args.out / "lite0.safetensors")
     if not args.no_wheels:
         pack_wheels(args.out / "wheels")
