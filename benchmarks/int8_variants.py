@@ -5,7 +5,8 @@
 Each variant is quantised from MODEL/model.onnx as `bintally export --int8` does (64 training photos for the
 ranges) and compared with fp32 on the validation photos `export --int8` checks on (never the test split): same
 count, accuracy of each. Speed: images/s at batch 32 of fp32 and of each variant, the graphs taking turns in
-every repeat (medians). Variants: `all` (the default: every layer int8, MinMax ranges), `depthwise-fp32` (the
+every repeat (medians). Variants: `all` (the default: every layer int8, MinMax ranges, biases corrected for the
+weights' rounding), `no-bias-correction` (the same without that correction), `depthwise-fp32` (the
 depthwise convolutions kept in float32), `head-fp32` (pooling and the count layer float32, so the logits are not
 rounded to int8), `entropy` and `percentile` (every layer int8, ranges that clip outliers).
 """
@@ -27,6 +28,7 @@ from bintally.model.quantize import Int8Config, compare, photo_rows, quantize_gr
 
 VARIANTS: dict[str, dict] = {
     "all": {},
+    "no-bias-correction": {"bias_correction": False},
     "depthwise-fp32": {"keep_fp32": ["depthwise"]},
     "head-fp32": {"keep_fp32": ["head"]},
     "entropy": {"ranges": "entropy"},

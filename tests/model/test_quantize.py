@@ -198,3 +198,57 @@ def test_activation_ranges_follow_the_chosen_calibration_method(exported):
     assert minmax.keys() == percentile.keys() and len(minmax) > 10
     assert minmax != percentile
     assert all(percentile[k] <= minmax[k] * (1 + 1e-6) for k in minmax)
+
+
+def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(small_manifest, tmp_path):
+    """Tried: a plain and a depthwise convolution (random weights, no padding, so every output sees whole
+    photos), their biases corrected on 8 real photos, then their weights rounded to int8 as the quantiser does.
+    Must hold: the output channels' means over those photos move back to fp32's (exactly but for the photos'
+    borders, which the correction's per-channel input means include and an unpadded convolution sees less), and
+    nothing but the biases changed."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bintally import storage
+    from bintally.data.images import decode_image
+    from bintally.data.manifest import read_manifest
+    from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT
+    from bintally.model.preprocess import Preprocess
+
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.normal(size=(6, 3, 3, 3)), "b1": rng.normal(size=6), "w2": rng.normal(size=(6, 1, 3, 3)), "b2": rng.normal(size=6)}
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", [ONNX_INPUT, "w1", "b1"], ["hidden"], name="plain"),
+            helper.make_node("Conv", ["hidden", "w2", "b2"], [ONNX_OUTPUT], name="depthwise", group=6),
+        ],
+        "two-convs",
+        [helper.make_tensor_value_info(ONNX_INPUT, TensorProto.FLOAT, [None, 3, 64, 64])],
+        [helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
+    )
+    path = tmp_path / "convs.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    rows, pp = read_manifest(small_manifest).split("train")[:8], Preprocess(size=64)
+    quantize.correct_weight_bias(path, rows, pp)
+    corrected = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+
+    def rounded(w: np.ndarray) -> np.ndarray:
+        scale = np.abs(w).reshape(len(w), -1).max(axis=1).reshape(-1, 1, 1, 1) / 127
+        return np.round(w / scale) * scale
+
+    def mean_outputs(params: dict[str, np.ndarray]) -> np.ndarray:
+        g = onnx.load(path)
+        for init in g.graph.initializer:
+            init.CopyFrom(numpy_helper.from_array(params[init.name].astype(np.float32), init.name))
+        session = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+        batch = prepare_batch([decode_image(storage.read_bytes(r.uri)) for r in rows], pp)
+        return session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0].mean(axis=(0, 2, 3))
+
+    fp32 = mean_outputs(weights)
+    int8_weights = {"w1": rounded(weights["w1"]), "w2": rounded(weights["w2"])}
+    assert np.allclose(corrected["w1"], weights["w1"], atol=1e-6) and np.allclose(corrected["w2"], weights["w2"], atol=1e-6)
+    before, after = np.abs(mean_outputs(weights | int8_weights) - fp32), np.abs(mean_outputs(corrected | int8_weights) - fp32)
+    assert before.max() > 1e-2  # rounding shifts the means (measured: up to 0.03)...
+    assert after.max() < before.max() / 5  # ...and the correction removes that, up to the borders (measured: 12x less)
