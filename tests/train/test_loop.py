@@ -220,3 +220,10 @@ def test_warmup_rises_linearly_then_the_cosine_falls_to_zero():
     assert rising == sorted(rising) and rising[0] == pytest.approx(0.2) and rising[-1] == pytest.approx(1.0)
     assert falling == sorted(falling, reverse=True) and falling[-1] == pytest.approx(0.0)
     assert warmup_cosine(0, 20)(0) == pytest.approx(1.0)  # no warm-up: the plain cosine from the full rate
+
+
+def test_the_weights_ema_is_the_default_and_zero_turns_it_off():
+    """Tried: the default config, and --ema-decay 0 as the CLI passes it. Must hold: the default ships an EMA (decay
+    0.998, chosen on validation); 0 means the raw weights, stored as None like a config that never had one."""
+    assert TrainConfig().ema_decay == 0.998
+    assert TrainConfig(ema_decay=0).ema_decay is None and TrainConfig(ema_decay=None).ema_decay is None

@@ -87,7 +87,7 @@ def train_cmd(
     augment_strength: float = DEFAULT.augment_strength,
     ordinal_sigma: float = DEFAULT.ordinal_sigma,
     label_smoothing: float = DEFAULT.label_smoothing,
-    ema_decay: Annotated[float | None, typer.Option(help="keep an EMA of the weights with this decay (e.g. 0.998)")] = DEFAULT.ema_decay,
+    ema_decay: Annotated[float | None, typer.Option(help="ship an EMA of the weights, this decay; 0: none")] = DEFAULT.ema_decay,
     aux_target: Annotated[
         AuxTarget | None, typer.Option(help="also learn the metadata's summed item volume or weight (not shipped)")
     ] = DEFAULT.aux_target,
