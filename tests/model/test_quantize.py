@@ -201,8 +201,8 @@ def test_activation_ranges_follow_the_chosen_calibration_method(exported):
 
 
 def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(small_manifest, tmp_path):
-    """Tried: a plain and a depthwise convolution (random weights, no padding, so every output sees whole
-    photos), their biases corrected on 8 real photos, then their weights rounded to int8 as the quantiser does.
+    """Tried: a plain and a depthwise convolution (random weights, no padding), their biases corrected on 8 real
+    photos, then their weights rounded to int8 as the quantiser does.
     Must hold: the output channels' means over those photos move back to fp32's (exactly but for the photos'
     borders, which the correction's per-channel input means include and an unpadded convolution sees less), and
     nothing but the biases changed."""
