@@ -26,6 +26,7 @@ fixed:
   epochs: 2
   device: cpu
   workers: 0
+  ema_decay: null  # the raw weights: the EMA's extra update and validation would only slow these trials down
 params:
   lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
 """
