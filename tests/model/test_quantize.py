@@ -207,7 +207,6 @@ def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(sm
     borders, which the correction's per-channel input means include and an unpadded convolution sees less), and
     nothing but the biases changed."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     from bintally import storage
@@ -242,7 +241,7 @@ def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(sm
         g = onnx.load(path)
         for init in g.graph.initializer:
             init.CopyFrom(numpy_helper.from_array(params[init.name].astype(np.float32), init.name))
-        session = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = predictor_module.onnx_session(g.SerializeToString(), cpu_only=True)
         batch = prepare_batch([decode_image(storage.read_bytes(r.uri)) for r in rows], pp)
         return session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0].mean(axis=(0, 2, 3))
 
