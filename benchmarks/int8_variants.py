@@ -1,14 +1,16 @@
 """Which int8 graph keeps fp32's counts: quantisation variants of one model, on its validation photos.
 
-    python benchmarks/int8_variants.py MODEL [--check-photos 500] [--json benchmarks/results/int8-variants-NAME.json]
+    python benchmarks/int8_variants.py MODEL [--check-photos 500] [--variants all ...] [--json benchmarks/results/int8-variants-NAME.json]
 
 Each variant is quantised from MODEL/model.onnx as `bintally export --int8` does (64 training photos for the
 ranges) and compared with fp32 on the validation photos `export --int8` checks on (never the test split): same
 count, accuracy of each. Speed: images/s at batch 32 of fp32 and of each variant, the graphs taking turns in
-every repeat (medians). Variants: `all` (the default: every layer int8, MinMax ranges, biases corrected for the
-weights' rounding), `no-bias-correction` (the same without that correction), `depthwise-fp32` (the
+every repeat (medians). Variants: `all` (the default: every layer int8, MinMax ranges, 7-bit weights, biases
+corrected for the weights' rounding), `no-bias-correction` (the same without that correction), `depthwise-fp32` (the
 depthwise convolutions kept in float32), `head-fp32` (pooling and the count layer float32, so the logits are not
-rounded to int8), `entropy` and `percentile` (every layer int8, ranges that clip outliers).
+rounded to int8), `entropy` and `percentile` (every layer int8, ranges that clip outliers), `8-bit-weights` (weights in
+[-127, 127], not [-64, 64]: CPUs without VNNI sum uint8 x int8 products in 16 bits, which these overflow; run this
+script under benchmarks/avx2_only.sh to see those kernels' counts).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ VARIANTS: dict[str, dict] = {
     "head-fp32": {"keep_fp32": ["head"]},
     "entropy": {"ranges": "entropy"},
     "percentile": {"ranges": "percentile"},
+    "8-bit-weights": {"weight_bits": 8},
 }
 
 
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("--check-photos", type=int, default=Int8Config().check_photos)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     started = time.monotonic()
@@ -59,7 +63,8 @@ def main() -> None:
     calibration, split, check = photo_rows(artifact, Int8Config(check_photos=args.check_photos))
     graphs = {"fp32": storage.read_bytes(artifact.onnx_path)}
     rows = []
-    for name, options in VARIANTS.items():
+    for name in args.variants:
+        options = VARIANTS[name]
         graphs[name] = quantize_graph(artifact.onnx_path, calibration, artifact.spec.preprocess, **options)
         rows.append({"variant": name} | compare(artifact.onnx_path, graphs[name], check, artifact).model_dump())
     speed = images_per_s(graphs, artifact.spec.preprocess.size, args.repeats, args.seconds)

@@ -51,12 +51,19 @@ def test_int8_graph_is_written_with_its_check_and_serves_close_to_fp32(exported,
     assert np.abs(softmax(int8.logits(batch)) - softmax(fp32.logits(batch))).max() < 0.5
 
 
-@pytest.mark.parametrize("fast, chosen", [(True, "int8"), (False, "fp32")])
-def test_auto_uses_int8_only_where_the_cpu_has_int8_dot_products(exported, monkeypatch, fast, chosen):
-    """Tried: auto on a CPU with and without VNNI/AMX, for an artifact with an int8 graph. Must hold: int8 only with them."""
-    quantize.export_int8(load_artifact(exported), LENIENT)
-    monkeypatch.setattr(predictor_module, "int8_is_fast", lambda: fast)
-    assert load_predictor(exported, precision="auto").precision == chosen
+@pytest.mark.parametrize("bits", [7, 8])
+@pytest.mark.parametrize("flags", [["avx2"], ["avx2", "avx512_vnni"]])
+def test_auto_uses_int8_where_this_cpu_runs_its_weights_fast_and_as_checked(exported, monkeypatch, caplog, flags, bits):
+    """Tried: auto and int8 for artifacts with 7- and 8-bit int8 graphs, on an AVX2-only CPU and one with VNNI.
+    Must hold: the check records the bits; auto takes int8 with VNNI whatever the bits, with AVX2 alone only for
+    7-bit weights (8-bit ones overflow its 16-bit sums); asking for int8 there anyway works, with a warning."""
+    check = quantize.export_int8(load_artifact(exported), LENIENT.model_copy(update={"weight_bits": bits}))
+    assert check.weight_bits == load_artifact(exported).spec.int8.weight_bits == bits
+    monkeypatch.setattr(hardware, "cpu", lambda: hardware.Hardware(cpu="test CPU", cores=2, flags=flags))
+    fast_and_right = "avx512_vnni" in flags or bits == 7
+    assert load_predictor(exported, precision="auto").precision == ("int8" if fast_and_right else "fp32")
+    assert load_predictor(exported, precision="int8").precision == "int8"
+    assert ("8-bit weights, which this CPU's int8 kernels may count differently" in caplog.text) is not fast_and_right
 
 
 def test_int8_is_refused_where_there_is_none(exported, small_artifact, monkeypatch):
@@ -67,7 +74,7 @@ def test_int8_is_refused_where_there_is_none(exported, small_artifact, monkeypat
     quantize.export_int8(load_artifact(exported), LENIENT)
     with pytest.raises(ValueError, match="torch backend runs fp32 only"):
         load_predictor(exported, backend="torch", precision="int8")
-    monkeypatch.setattr(predictor_module, "int8_is_fast", lambda: True)
+    monkeypatch.setattr(predictor_module, "int8_pays", lambda bits: True)
     assert load_predictor(small_artifact, precision="auto").precision == "fp32"
 
 
@@ -87,7 +94,7 @@ def test_replacing_model_onnx_forgets_the_int8_graph_made_from_the_old_one(expor
     quantize.export_int8(load_artifact(exported), LENIENT)
     export_onnx(load_artifact(exported), f"{exported}/model.onnx", bin_photos[:2])
     assert load_artifact(exported).spec.int8 is None
-    monkeypatch.setattr(predictor_module, "int8_is_fast", lambda: True)
+    monkeypatch.setattr(predictor_module, "int8_pays", lambda bits: True)
     assert load_predictor(exported).precision == "fp32"
 
 
@@ -106,11 +113,19 @@ def test_export_int8_command(exported, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flags, fast", [(["avx2"], False), (["avx2", "avx512f"], False), (["avx512_vnni"], True), (["avx_vnni"], True), (["amx_int8"], True)]
+    "flags, pays_7, pays_8",
+    [
+        ([], False, False),
+        (["avx2"], True, False),
+        (["avx2", "avx512f"], True, False),
+        (["avx512_vnni"], True, True),
+        (["avx2", "avx_vnni"], True, True),
+        (["amx_int8"], True, True),
+    ],
 )
-def test_int8_dot_products_are_read_from_the_cpu_flags(monkeypatch, flags, fast):
+def test_which_int8_weights_pay_is_read_from_the_cpu_flags(monkeypatch, flags, pays_7, pays_8):
     monkeypatch.setattr(hardware, "cpu", lambda: hardware.Hardware(cpu="test CPU", cores=2, flags=flags))
-    assert hardware.int8_is_fast() is fast
+    assert (hardware.int8_pays(7), hardware.int8_pays(8)) == (pays_7, pays_8)
 
 
 def test_depthwise_convolutions_can_stay_float32_and_serve_without_the_broken_ort_pass(exported, bin_photos):
@@ -200,9 +215,10 @@ def test_activation_ranges_follow_the_chosen_calibration_method(exported):
     assert all(percentile[k] <= minmax[k] * (1 + 1e-6) for k in minmax)
 
 
-def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(small_manifest, tmp_path):
+@pytest.mark.parametrize("bits, qmax", [(7, 64), (8, 127)])
+def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(small_manifest, tmp_path, bits, qmax):
     """Tried: a plain and a depthwise convolution (random weights, no padding), their biases corrected on 8 real
-    photos, then their weights rounded to int8 as the quantiser does.
+    photos, then their weights rounded to 7- or 8-bit int8 as the quantiser does ([-64, 64] or [-127, 127]).
     Must hold: the output channels' means over those photos move back to fp32's (exactly but for the photos'
     borders, which the correction's per-channel input means include and an unpadded convolution sees less), and
     nothing but the biases changed."""
@@ -230,11 +246,11 @@ def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(sm
     path = tmp_path / "convs.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     rows, pp = read_manifest(small_manifest).split("train")[:8], Preprocess(size=64)
-    quantize.correct_weight_bias(path, rows, pp)
+    quantize.correct_weight_bias(path, rows, pp, weight_bits=bits)
     corrected = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
 
     def rounded(w: np.ndarray) -> np.ndarray:
-        scale = np.abs(w).reshape(len(w), -1).max(axis=1).reshape(-1, 1, 1, 1) / 127
+        scale = np.abs(w).reshape(len(w), -1).max(axis=1).reshape(-1, 1, 1, 1) / qmax
         return np.round(w / scale) * scale
 
     def mean_outputs(params: dict[str, np.ndarray]) -> np.ndarray:

@@ -41,7 +41,10 @@ C = TypeVar("C", bound=BaseModel)
 # Options several commands take, defined once.
 EndpointOpt = Annotated[str | None, typer.Option("--endpoint-url", help="S3-compatible endpoint (default: AWS)")]
 BackendOpt = Annotated[Backend, typer.Option(help="onnx (fast on CPU) or torch")]
-PrecisionOpt = Annotated[Precision, typer.Option(help="auto (int8 where the model has it and the CPU has VNNI/AMX) | fp32 | int8")]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(help="auto (int8 where the model has it and this CPU runs it fast: VNNI/AMX, or AVX2 for 7-bit weights) | fp32 | int8"),
+]
 MaxPixelsOpt = Annotated[int, typer.Option(help="refuse photos with more pixels (decompression bombs)")]
 RayOpt = Annotated[
     str | None,

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from bintally.hardware import int8_is_fast
+from bintally.hardware import int8_pays
 from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, load_artifact
 from bintally.model.calibration import softmax
 from bintally.model.spec import ModelSpec
@@ -26,7 +26,8 @@ from bintally.model.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 Backend = Literal["onnx", "torch"]
-# auto: the int8 graph where the artifact has one and the CPU has VNNI or AMX (`hardware.int8_is_fast`), else fp32.
+# auto: the int8 graph where the artifact has one that this CPU runs faster and counts with as checked
+# (`hardware.int8_pays`: VNNI or AMX, or AVX2 for 7-bit weights), else fp32.
 Precision = Literal["auto", "fp32", "int8"]
 
 
@@ -80,13 +81,20 @@ def load_predictor(model_url: str, backend: Backend = "onnx", precision: Precisi
 
 
 def resolve_precision(artifact: ModelArtifact, backend: Backend, precision: Precision) -> Literal["fp32", "int8"]:
-    """fp32 or int8, as asked; `auto` picks int8 only where the artifact has it and the CPU runs it fast."""
-    has_int8 = artifact.int8_onnx_path is not None
-    if precision == "int8" and (backend != "onnx" or not has_int8):
+    """fp32 or int8, as asked; `auto` picks int8 only where the artifact has it and this CPU runs it fast and right."""
+    check = artifact.spec.int8 if artifact.int8_onnx_path else None
+    if precision == "int8" and (backend != "onnx" or not check):
         why = "the torch backend runs fp32 only" if backend != "onnx" else f"{artifact.path} has no int8 graph"
         raise ValueError(f"--precision int8: {why}; `bintally export {artifact.path} --int8` writes one for the onnx backend")
     if precision == "auto":
-        return "int8" if backend == "onnx" and has_int8 and int8_is_fast() else "fp32"
+        return "int8" if backend == "onnx" and check and int8_pays(check.weight_bits) else "fp32"
+    if precision == "int8" and check and check.weight_bits == 8 and not int8_pays(8):
+        log.warning(
+            "%s: its int8 graph has %d-bit weights, which this CPU's int8 kernels may count differently "
+            "from its check (`bintally export --int8` writes 7-bit ones)",
+            artifact.path,
+            check.weight_bits,
+        )
     return precision
 
 

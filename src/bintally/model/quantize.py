@@ -39,12 +39,15 @@ class Int8Config(BaseModel):
     # On the check photos; above it nothing is written. It catches a broken graph: on a few hundred photos, chance
     # alone moves the difference by 1-2 points.
     max_accuracy_drop: float = Field(0.03, ge=0, le=1)
+    # 7: weights in [-64, 64], which count the same on every x86 CPU; 8: [-127, 127], a little closer to fp32 with
+    # VNNI or AMX, but overflowing AVX2's 16-bit sums without them (`hardware.int8_pays`).
+    weight_bits: Literal[7, 8] = 7
 
 
 def same_check(check: Int8Check) -> Int8Config:
     """The settings an earlier int8 check ran with, to quantise a new graph of the same model alike."""
     drop = {} if check.max_accuracy_drop is None else {"max_accuracy_drop": check.max_accuracy_drop}
-    return Int8Config(calibration_photos=check.calibration_photos, check_photos=check.check_photos, **drop)
+    return Int8Config(calibration_photos=check.calibration_photos, check_photos=check.check_photos, weight_bits=check.weight_bits, **drop)
 
 
 class Int8Mismatch(BintallyError):
@@ -100,6 +103,7 @@ def fp32_nodes(path: Path, groups: Sequence[Fp32Group]) -> list[str]:
 
 
 Ranges = Literal["minmax", "entropy", "percentile"]  # how activation ranges are read off the calibration photos
+WEIGHT_QMAX = {7: 64, 8: 127}  # ONNX Runtime's symmetric int8 weight ranges, reduced and full
 
 
 def conv_input_means(path: Path, calibration: list[ManifestRow], pp: Preprocess) -> dict[str, np.ndarray]:
@@ -118,29 +122,32 @@ def conv_input_means(path: Path, calibration: list[ManifestRow], pp: Preprocess)
     return {name: np.concatenate(means).mean(axis=0) for name, means in per_photo.items()}
 
 
-def correct_weight_bias(path: Path, calibration: list[ManifestRow], pp: Preprocess, keep_fp32: Sequence[str] = ()) -> None:
+def correct_weight_bias(
+    path: Path, calibration: list[ManifestRow], pp: Preprocess, keep_fp32: Sequence[str] = (), weight_bits: int = 7
+) -> None:
     """Bias correction (Nagel et al., "Data-Free Quantization", 2019), rewriting the fp32 graph at `path`.
 
     Rounding a convolution's weights to int8 shifts the mean of its output by (W_int8 - W) . E[x], the same for
     every photo; on a fine-tuned Lite0 that shift tilts the count logits (int8 answered higher counts, and lost
     3.6 points on validation). Subtracting it from the bias, with E[x] measured on the calibration photos,
-    halved that loss. The rounding simulated is the quantiser's own: symmetric per-channel int8 in [-127, 127];
-    the `keep_fp32` nodes keep their weights, so their biases stay.
+    halved that loss. The rounding simulated is the quantiser's own: symmetric per-channel, in [-64, 64] for 7
+    `weight_bits`, [-127, 127] for 8; the `keep_fp32` nodes keep their weights, so their biases stay.
     """
     import onnx
     from onnx import numpy_helper
 
     means = conv_input_means(path, calibration, pp)
+    qmax = WEIGHT_QMAX[weight_bits]
     model = onnx.load(path)
     initializers = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type != "Conv" or node.name in keep_fp32 or len(node.input) < 3 or node.input[2] not in initializers:
             continue  # ONNX Runtime's pre-processing folds every batch norm into a bias; a conv without one is left
         w = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
-        scale = np.abs(w).reshape(len(w), -1).max(axis=1) / 127
+        scale = np.abs(w).reshape(len(w), -1).max(axis=1) / qmax
         scale[scale == 0] = 1
         scale = scale.reshape(-1, *[1] * (w.ndim - 1))
-        error = (np.clip(np.round(w / scale), -127, 127) * scale - w).sum(axis=(2, 3))  # [out, in per group]
+        error = (np.clip(np.round(w / scale), -qmax, qmax) * scale - w).sum(axis=(2, 3))  # [out, in per group]
         mean = means[node.input[0]].reshape(-1, error.shape[1])  # [groups, in per group]
         shift = (error.reshape(len(mean), -1, error.shape[1]) * mean[:, None, :]).sum(axis=2).reshape(-1)
         b = initializers[node.input[2]]
@@ -155,13 +162,16 @@ def quantize_graph(
     keep_fp32: Sequence[Fp32Group] = (),
     ranges: Ranges = "minmax",
     bias_correction: bool = True,
+    weight_bits: int = 7,
 ) -> bytes:
     """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos by ONNX Runtime's
     `ranges` method (minmax keeps the observed extremes; entropy and percentile clip outliers), the `keep_fp32`
-    parts left float32, the convolutions' biases corrected for their weights' rounding first (`bias_correction`).
-    Everything is int8 by default: on the 224 px default model (500 validation photos) it kept 92.6% of fp32's
-    counts (90.4% uncorrected); a float32 head 94.0% at the same speed, float32 depthwise convolutions 92.8% at a
-    third of it, other ranges within a point (benchmarks/int8_variants.py)."""
+    parts left float32, the convolutions' biases corrected for their weights' rounding first (`bias_correction`),
+    the weights in [-64, 64] (7 `weight_bits`) or [-127, 127] (8). Everything is int8 by default: on the 224 px
+    default model (500 validation photos), with 8-bit weights, it kept 92.6% of fp32's counts (90.4% uncorrected),
+    a float32 head 94.0% at the same speed, float32 depthwise convolutions 92.8% at a third of it, other ranges
+    within a point; 7-bit weights 90.6%, the same with AVX2's kernels, where 8-bit ones kept 79%
+    (benchmarks/int8_variants.py)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -172,7 +182,7 @@ def quantize_graph(
         quant_pre_process(Path(tmp, "fp32.onnx"), prepared)
         kept = fp32_nodes(prepared, keep_fp32)
         if bias_correction:
-            correct_weight_bias(prepared, calibration, pp, kept)
+            correct_weight_bias(prepared, calibration, pp, kept, weight_bits)
         quantize_static(
             prepared,
             out,
@@ -187,6 +197,7 @@ def quantize_graph(
                 "percentile": CalibrationMethod.Percentile,
             }[ranges],
             nodes_to_exclude=kept or None,
+            reduce_range=weight_bits == 7,  # ONNX Runtime's name for [-64, 64] weights
         )
         return out.read_bytes()
 
@@ -221,13 +232,14 @@ def export_int8(artifact: ModelArtifact, cfg: Int8Config | None = None) -> Int8C
     if fp32_path is None:
         raise ValueError(f"{artifact.path} has no model.onnx to quantise; run `bintally export {artifact.path}` first")
     calibration, split, check_rows = photo_rows(artifact, cfg)
-    int8 = quantize_graph(fp32_path, calibration, artifact.spec.preprocess)
+    int8 = quantize_graph(fp32_path, calibration, artifact.spec.preprocess, weight_bits=cfg.weight_bits)
     compared = compare(fp32_path, int8, check_rows, artifact)
     check = Int8Check(
         calibration_photos=len(calibration),
         check_split=split,
         check_photos=len(check_rows),
         max_accuracy_drop=cfg.max_accuracy_drop,
+        weight_bits=cfg.weight_bits,
         **compared.model_dump(),
     )
     if compared.accuracy_fp32 - compared.accuracy_int8 > cfg.max_accuracy_drop:

@@ -49,6 +49,7 @@ class Int8Check(Int8Comparison):
     check_split: str
     check_photos: int
     max_accuracy_drop: float | None = None  # the check's limit (None: written before it was recorded)
+    weight_bits: Literal[7, 8] = 8  # the weights' int8 range, [-64, 64] or [-127, 127] (8: written before 7 was)
 
 
 class ModelSpec(BaseModel):
