@@ -28,9 +28,13 @@ from bintally.model.artifact import INT8_FILE, ONNX_INPUT, ONNX_OUTPUT, ModelArt
 from bintally.model.calibration import softmax
 from bintally.model.predictor import onnx_session
 from bintally.model.preprocess import Preprocess, prepare_batch
-from bintally.model.spec import Int8Check, Int8Comparison
+from bintally.model.spec import Int8Check, Int8Comparison, WeightBits
 
 BATCH = 8
+# Weights in [-64, 64] count the same on every x86 CPU; [-127, 127] come a little closer to fp32 with VNNI or AMX,
+# but overflow AVX2's 16-bit sums without them (`hardware.int8_pays`).
+DEFAULT_WEIGHT_BITS: WeightBits = 7
+WEIGHT_QMAX = {7: 64, 8: 127}  # ONNX Runtime's symmetric int8 weight ranges, reduced and full
 
 
 class Int8Config(BaseModel):
@@ -39,9 +43,7 @@ class Int8Config(BaseModel):
     # On the check photos; above it nothing is written. It catches a broken graph: on a few hundred photos, chance
     # alone moves the difference by 1-2 points.
     max_accuracy_drop: float = Field(0.03, ge=0, le=1)
-    # 7: weights in [-64, 64], which count the same on every x86 CPU; 8: [-127, 127], a little closer to fp32 with
-    # VNNI or AMX, but overflowing AVX2's 16-bit sums without them (`hardware.int8_pays`).
-    weight_bits: Literal[7, 8] = 7
+    weight_bits: WeightBits = DEFAULT_WEIGHT_BITS
 
 
 def same_check(check: Int8Check) -> Int8Config:
@@ -103,7 +105,6 @@ def fp32_nodes(path: Path, groups: Sequence[Fp32Group]) -> list[str]:
 
 
 Ranges = Literal["minmax", "entropy", "percentile"]  # how activation ranges are read off the calibration photos
-WEIGHT_QMAX = {7: 64, 8: 127}  # ONNX Runtime's symmetric int8 weight ranges, reduced and full
 
 
 def conv_input_means(path: Path, calibration: list[ManifestRow], pp: Preprocess) -> dict[str, np.ndarray]:
@@ -123,7 +124,11 @@ def conv_input_means(path: Path, calibration: list[ManifestRow], pp: Preprocess)
 
 
 def correct_weight_bias(
-    path: Path, calibration: list[ManifestRow], pp: Preprocess, keep_fp32: Sequence[str] = (), weight_bits: int = 7
+    path: Path,
+    calibration: list[ManifestRow],
+    pp: Preprocess,
+    keep_fp32: Sequence[str] = (),
+    weight_bits: WeightBits = DEFAULT_WEIGHT_BITS,
 ) -> None:
     """Bias correction (Nagel et al., "Data-Free Quantization", 2019), rewriting the fp32 graph at `path`.
 
@@ -162,7 +167,7 @@ def quantize_graph(
     keep_fp32: Sequence[Fp32Group] = (),
     ranges: Ranges = "minmax",
     bias_correction: bool = True,
-    weight_bits: int = 7,
+    weight_bits: WeightBits = DEFAULT_WEIGHT_BITS,
 ) -> bytes:
     """The int8 QDQ graph of `fp32_path`, its activation ranges measured on `calibration` photos by ONNX Runtime's
     `ranges` method (minmax keeps the observed extremes; entropy and percentile clip outliers), the `keep_fp32`

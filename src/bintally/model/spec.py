@@ -17,6 +17,7 @@ from bintally.reconcile.policy import DecisionPolicy
 Head = Literal["classify", "ordinal", "regression"]
 HEADS: tuple[Head, ...] = ("classify", "ordinal", "regression")
 Flip = Literal["left-right", "top-bottom"]  # test-time flips (model/flips.py)
+WeightBits = Literal[7, 8]  # an int8 graph's weights in [-64, 64] or [-127, 127] (model/quantize.py)
 
 
 def utc_now() -> str:
@@ -49,7 +50,7 @@ class Int8Check(Int8Comparison):
     check_split: str
     check_photos: int
     max_accuracy_drop: float | None = None  # the check's limit (None: written before it was recorded)
-    weight_bits: Literal[7, 8] = 8  # the weights' int8 range, [-64, 64] or [-127, 127] (8: written before 7 was)
+    weight_bits: WeightBits = 8  # 8: written before 7-bit weights were the default
 
 
 class ModelSpec(BaseModel):
