@@ -102,7 +102,8 @@ def extended_manifest(data: Path, out: Path, counts: tuple[int, int]) -> str:
 
 
 def run_recipe(name: str, manifest: str, out: Path, preset: dict, validation_only: bool) -> dict:
-    cfg = TrainConfig(**preset, **RECIPES[name], patience=preset["epochs"])  # fixed epochs; best val epoch kept
+    # Fixed epochs, the best validation epoch kept; with an EMA, the raw weights validated beside it.
+    cfg = TrainConfig(**preset, **RECIPES[name], patience=preset["epochs"], validate_raw=True)
     run = out / name
     started = time.monotonic()
     with step_progress() as on_step:  # as `bintally train` shows it: a bar, or a line every 30 s in logs

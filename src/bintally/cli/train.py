@@ -88,6 +88,9 @@ def train_cmd(
     ordinal_sigma: float = DEFAULT.ordinal_sigma,
     label_smoothing: float = DEFAULT.label_smoothing,
     ema_decay: Annotated[float | None, typer.Option(help="ship an EMA of the weights, this decay; 0: none")] = DEFAULT.ema_decay,
+    validate_raw: Annotated[
+        bool, typer.Option("--validate-raw", help="with an EMA, validate the raw weights too (the EMA's gain; one more pass an epoch)")
+    ] = DEFAULT.validate_raw,
     aux_target: Annotated[
         AuxTarget | None, typer.Option(help="also learn the metadata's summed item volume or weight (not shipped)")
     ] = DEFAULT.aux_target,
@@ -130,7 +133,8 @@ def train_cmd(
             epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_scale=backbone_lr_scale, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs,
             augment=augment, augment_strength=augment_strength, ordinal_sigma=ordinal_sigma,
-            label_smoothing=label_smoothing, ema_decay=ema_decay, aux_target=aux_target, aux_weight=aux_weight,
+            label_smoothing=label_smoothing, ema_decay=ema_decay, validate_raw=validate_raw, aux_target=aux_target,
+            aux_weight=aux_weight,
             image_size=image_size, enhance=enhance,
             classes=[int(c) for c in classes.split(",")] if classes else None,
             train_splits=train_splits.split(","), val_split=None if val_split == "none" else val_split,

@@ -43,11 +43,14 @@ class TrainConfig(BaseModel):
     ordinal_sigma: float = Field(1.15, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # An exponential moving average of the weights is what gets validated, kept and shipped (None or 0: the raw
-    # weights); the raw weights are validated beside it. The average warms up (timm's ModelEmaV3, power 3/4), so
+    # weights). The average warms up (timm's ModelEmaV3, power 3/4), so
     # early epochs are not dominated by the random head. On by default: at 224 px, 10 epochs, it beat the raw
     # weights of the same run at its best epoch by 1.4 points on validation (43.2% vs 41.8%; 0.7 with the earlier
     # recipe), and led them in 9 of 10 epochs (README, "Accuracy benchmark").
     ema_decay: float | None = Field(0.998, ge=0, lt=1)
+    # With an EMA, also validate the raw weights every epoch: the EMA's gain measured in the same run (history's
+    # `val_raw`; benchmarks/accuracy.py does), at one more validation pass per epoch.
+    validate_raw: bool = False
     # An auxiliary target from the ABID metadata, learnt beside the count from the same features by a second linear
     # layer that is not shipped: the bin's summed item volume or weight, which grows with the count (train.auxiliary).
     aux_target: AuxTarget | None = None

@@ -351,8 +351,7 @@ def run_epochs(
         started = time.monotonic()
         fit = trainer.train_epoch(epoch, on_step)
         val = trainer.validate(trainer.kept_model) if trainer.data.val_rows else {}
-        # With an EMA, the raw weights are scored too: the EMA's gain, measured in the same run.
-        raw = {"val_raw": trainer.validate(trainer.model)} if trainer.ema and val else {}
+        raw = {"val_raw": trainer.validate(trainer.model)} if trainer.ema and trainer.cfg.validate_raw and val else {}
         state.history.append(
             {
                 "epoch": epoch,
