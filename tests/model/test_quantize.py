@@ -246,7 +246,8 @@ def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(sm
     path = tmp_path / "convs.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     rows, pp = read_manifest(small_manifest).split("train")[:8], Preprocess(size=64)
-    quantize.correct_weight_bias(path, rows, pp, weight_bits=bits)
+    batch = prepare_batch([decode_image(storage.read_bytes(r.uri)) for r in rows], pp)
+    quantize.correct_weight_bias(path, [batch[:5], batch[5:]], weight_bits=bits)
     corrected = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
 
     def rounded(w: np.ndarray) -> np.ndarray:
@@ -258,7 +259,6 @@ def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(sm
         for init in g.graph.initializer:
             init.CopyFrom(numpy_helper.from_array(params[init.name].astype(np.float32), init.name))
         session = predictor_module.onnx_session(g.SerializeToString(), cpu_only=True)
-        batch = prepare_batch([decode_image(storage.read_bytes(r.uri)) for r in rows], pp)
         return session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0].mean(axis=(0, 2, 3))
 
     fp32 = mean_outputs(weights)

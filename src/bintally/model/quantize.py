@@ -64,8 +64,8 @@ def _batches(rows: list[ManifestRow], pp: Preprocess) -> Iterator[np.ndarray]:
 class _PhotoReader:
     """ONNX Runtime's CalibrationDataReader protocol: feeds preprocessed photos, a batch at a time."""
 
-    def __init__(self, rows: list[ManifestRow], pp: Preprocess):
-        self.batches = _batches(rows, pp)
+    def __init__(self, batches: Sequence[np.ndarray]):
+        self.batches = iter(batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
@@ -107,8 +107,8 @@ def fp32_nodes(path: Path, groups: Sequence[Fp32Group]) -> list[str]:
 Ranges = Literal["minmax", "entropy", "percentile"]  # how activation ranges are read off the calibration photos
 
 
-def conv_input_means(path: Path, calibration: list[ManifestRow], pp: Preprocess) -> dict[str, np.ndarray]:
-    """Each convolution input's per-channel mean over the calibration photos (the fp32 graph at `path`)."""
+def conv_input_means(path: Path, calibration: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each convolution input's per-channel mean over the calibration batches (the fp32 graph at `path`)."""
     import onnx
 
     model = onnx.load(path)
@@ -117,31 +117,27 @@ def conv_input_means(path: Path, calibration: list[ManifestRow], pp: Preprocess)
     model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in outputs)
     session = onnx_session(model.SerializeToString(), cpu_only=True)
     per_photo: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for batch in _batches(calibration, pp):
+    for batch in calibration:
         for name, value in zip(names, session.run(names, {ONNX_INPUT: batch})):
             per_photo[name].append(value.mean(axis=(2, 3)))
     return {name: np.concatenate(means).mean(axis=0) for name, means in per_photo.items()}
 
 
 def correct_weight_bias(
-    path: Path,
-    calibration: list[ManifestRow],
-    pp: Preprocess,
-    keep_fp32: Sequence[str] = (),
-    weight_bits: WeightBits = DEFAULT_WEIGHT_BITS,
+    path: Path, calibration: Sequence[np.ndarray], keep_fp32: Sequence[str] = (), weight_bits: WeightBits = DEFAULT_WEIGHT_BITS
 ) -> None:
     """Bias correction (Nagel et al., "Data-Free Quantization", 2019), rewriting the fp32 graph at `path`.
 
     Rounding a convolution's weights to int8 shifts the mean of its output by (W_int8 - W) . E[x], the same for
     every photo; on a fine-tuned Lite0 that shift tilts the count logits (int8 answered higher counts, and lost
-    3.6 points on validation). Subtracting it from the bias, with E[x] measured on the calibration photos,
+    3.6 points on validation). Subtracting it from the bias, with E[x] measured on the calibration batches,
     halved that loss. The rounding simulated is the quantiser's own: symmetric per-channel, in [-64, 64] for 7
     `weight_bits`, [-127, 127] for 8; the `keep_fp32` nodes keep their weights, so their biases stay.
     """
     import onnx
     from onnx import numpy_helper
 
-    means = conv_input_means(path, calibration, pp)
+    means = conv_input_means(path, calibration)
     qmax = WEIGHT_QMAX[weight_bits]
     model = onnx.load(path)
     initializers = {i.name: i for i in model.graph.initializer}
@@ -186,12 +182,13 @@ def quantize_graph(
         # Shape inference and graph fusions first (Conv+BN+ReLU6 become one Conv), as ONNX Runtime recommends.
         quant_pre_process(Path(tmp, "fp32.onnx"), prepared)
         kept = fp32_nodes(prepared, keep_fp32)
+        batches = list(_batches(calibration, pp))  # decoded once, for the bias correction and the ranges
         if bias_correction:
-            correct_weight_bias(prepared, calibration, pp, kept, weight_bits)
+            correct_weight_bias(prepared, batches, kept, weight_bits)
         quantize_static(
             prepared,
             out,
-            _PhotoReader(calibration, pp),
+            _PhotoReader(batches),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
