@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bintally.cli.app import LogLines, format_duration
+from bintally.cli.app import LogLines, format_duration, format_rate
 
 
 class Clock:
@@ -37,3 +37,8 @@ def test_without_a_total_there_is_no_time_left(capsys):
     lines(8, None)
     assert capsys.readouterr().err.strip() == "fetching: 8 (2.0/s)"
     assert format_duration(3725) == "1h02m" and format_duration(59) == "0m59s"
+
+
+def test_slow_work_shows_seconds_each_instead_of_a_rate_that_rounds_to_zero():
+    assert format_rate(2.0) == "2.0/s" and format_rate(0.0) == "0.0/s"
+    assert format_rate(0.1) == "10.0 s each" and format_rate(0.04) == "25.0 s each"

@@ -111,7 +111,12 @@ class LogLines:
         rate = (done - self.pass_base) / max(now - self.pass_start, 1e-9)
         left = f", {format_duration((total - done) / rate)} left" if total and rate > 0 else ""
         of = f"/{total:,}" if total else ""
-        console.print(f"{self.description}: {done:,}{of} ({rate:.1f}/s{left}){f' {note}' if note else ''}", highlight=False)
+        console.print(f"{self.description}: {done:,}{of} ({format_rate(rate)}{left}){f' {note}' if note else ''}", highlight=False)
+
+
+def format_rate(per_second: float) -> str:
+    """Items per second, or seconds per item below one a second (a 256 px training step here takes ~10 s)."""
+    return f"{per_second:.1f}/s" if per_second >= 1 or per_second == 0 else f"{1 / per_second:.1f} s each"
 
 
 def format_duration(seconds: float) -> str:
