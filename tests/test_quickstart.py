@@ -12,7 +12,8 @@ from bintally.model.artifact import load_artifact
 
 def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
     """Without --serve it must leave a manifest, a loadable artifact with test metrics and ONNX, and a report;
-    it prints the trivial answer's numbers beside the model's, so a new user can read them."""
+    it prints each training epoch's validation numbers as it goes, and the trivial answer's numbers beside the
+    model's at the end, so a new user can read them."""
     out = tmp_path / "qs"
     args = [
         "quickstart",
@@ -30,6 +31,7 @@ def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "epoch 1: validation accuracy" in result.output
     artifact = load_artifact(str(out / "model"))
     assert artifact.onnx_path and artifact.spec.classes == [1, 2, 3, 4, 5]
     assert 0.0 <= artifact.spec.metrics["accuracy"] <= 1.0 and artifact.spec.metrics["n"] > 0

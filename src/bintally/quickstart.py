@@ -18,7 +18,7 @@ from bintally.evaluate.report import evaluate
 from bintally.model.artifact import ONNX_FILE, load_artifact
 from bintally.model.export import export_onnx
 from bintally.train.config import TrainConfig
-from bintally.train.loop import train
+from bintally.train.loop import StepUpdate, train
 
 
 class QuickstartConfig(BaseModel):
@@ -41,7 +41,13 @@ class QuickstartResult(BaseModel):
     onnx_max_abs_diff: float
 
 
-def run_quickstart(cfg: QuickstartConfig, on_step: Callable[[str], None] = lambda step: None) -> QuickstartResult:
+def run_quickstart(
+    cfg: QuickstartConfig,
+    on_step: Callable[[str], None] = lambda step: None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_train_step: Callable[[StepUpdate], None] | None = None,
+) -> QuickstartResult:
+    """The whole job on a small sample; `on_step` hears each stage, `on_epoch` and `on_train_step` the training."""
     manifest = os.path.join(cfg.out, "manifest.parquet")
     model = os.path.join(cfg.out, "model")
     report = os.path.join(cfg.out, "report")
@@ -53,7 +59,8 @@ def run_quickstart(cfg: QuickstartConfig, on_step: Callable[[str], None] = lambd
     on_step(f"train: {len(build.manifest.split('train'))} bins, {cfg.epochs} epochs at {cfg.image_size} px")
     # The raw weights: in three short epochs an average of them trails the still-improving model (with the EMA, the
     # best validation epoch scored 34.3% against the raw weights' 35.7% in the same run).
-    train(manifest, model, TrainConfig(epochs=cfg.epochs, image_size=cfg.image_size, ema_decay=None, name="bintally-quickstart"))
+    train_cfg = TrainConfig(epochs=cfg.epochs, image_size=cfg.image_size, ema_decay=None, name="bintally-quickstart")
+    train(manifest, model, train_cfg, on_epoch=on_epoch, on_step=on_train_step)
 
     on_step("evaluate on the held-out test split")
     evaluation = evaluate(model, manifest, report)

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from bintally.cli.app import EndpointOpt, app, console, reported_errors
+from bintally.cli.train import print_epoch, step_progress
 from bintally.data.subset import parse_counts
 from bintally.quickstart import QuickstartConfig, run_quickstart
 from bintally.serve.app import ServeConfig, run
@@ -36,8 +37,8 @@ def quickstart_cmd(
     cfg = QuickstartConfig(
         data=data, out=out, counts=count_range, per_count=per_count, epochs=epochs, image_size=image_size, endpoint_url=endpoint_url
     )
-    with reported_errors():
-        result = run_quickstart(cfg, on_step=lambda step: console.print(f"[bold]>[/] {step}"))
+    with reported_errors(), step_progress() as on_train_step:
+        result = run_quickstart(cfg, lambda step: console.print(f"[bold]>[/] {step}"), print_epoch, on_train_step)
     baseline = result.metrics.get("baseline") or {}
     table = Table(title=f"test split ({result.metrics['n']} bins)")
     table.add_column("metric")
