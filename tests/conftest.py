@@ -61,6 +61,32 @@ def small_artifact(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def bin_photos(abid_root: Path) -> list:
+    """Eight real ABID photos, decoded as every stage decodes them."""
+    from bintally.data.images import decode_image
+
+    paths = sorted((abid_root / "bin-images").glob("*.jpg"))[:8]
+    return [decode_image(p.read_bytes()) for p in paths]
+
+
+@pytest.fixture
+def exported(small_artifact, small_manifest, bin_photos, tmp_path) -> str:
+    """A copy of the small artifact, trained on the small manifest as far as its spec says, with its model.onnx."""
+    import shutil
+
+    from bintally.model.artifact import load_artifact, write_spec
+    from bintally.model.export import export_onnx
+
+    out = str(tmp_path / "model")
+    shutil.copytree(small_artifact, out)
+    artifact = load_artifact(out)
+    artifact.spec.train_config = {"manifest": str(small_manifest)}
+    write_spec(out, artifact.spec)
+    export_onnx(load_artifact(out), f"{out}/model.onnx", bin_photos[:2])
+    return out
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, with throwaway credentials in the environment."""
     from moto.server import ThreadedMotoServer

@@ -16,8 +16,7 @@ import pytest
 from bintally import hardware, storage
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
-from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, load_artifact, write_spec
-from bintally.model.export import export_onnx
+from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, load_artifact
 from bintally.model.predictor import onnx_session
 from bintally.model.preprocess import prepare_batch
 from bintally.model.quantize import Int8Config, photo_rows, quantize_graph
@@ -59,25 +58,19 @@ def test_the_libraries_and_bintally_see_avx2_and_nothing_wider():
     assert seen["flags"] == ["avx2"] and seen["hidden"] == [f for f in hardware.cpu().flags if f != "avx2"]
 
 
-def test_7_bit_int8_weights_count_alike_with_avx2_kernels_and_8_bit_ones_need_vnni(small_artifact, small_manifest, tmp_path):
+def test_7_bit_int8_weights_count_alike_with_avx2_kernels_and_8_bit_ones_need_vnni(exported, small_manifest, tmp_path):
     """Tried: the small model's int8 graphs with 7- and 8-bit weights, run on 16 real photos by this CPU's own
     kernels and under avx2_only.sh. Must hold: 7-bit weights give the same logits both ways; where this CPU has
     VNNI or AMX, 8-bit ones do not (AVX2's 16-bit sums of uint8 x int8 pairs overflow on them): the reason
     `hardware.int8_pays` lets auto take int8 on AVX2 alone only for 7-bit graphs."""
-    model = str(tmp_path / "model")
-    shutil.copytree(small_artifact, model)
-    artifact = load_artifact(model)
-    artifact.spec.train_config = {"manifest": str(small_manifest)}
-    write_spec(model, artifact.spec)
+    artifact = load_artifact(exported)
     photos = [decode_image(storage.read_bytes(row.uri)) for row in read_manifest(small_manifest).split("val")[:16]]
-    export_onnx(load_artifact(model), f"{model}/model.onnx", photos[:2])
-    artifact = load_artifact(model)
     calibration, _, _ = photo_rows(artifact, Int8Config(calibration_photos=16))
     batch = prepare_batch(photos, artifact.spec.preprocess)
     np.save(tmp_path / "batch.npy", batch)
     native = {}
     for bits in (7, 8):
-        graph = quantize_graph(f"{model}/model.onnx", calibration, artifact.spec.preprocess, weight_bits=bits)
+        graph = quantize_graph(f"{exported}/model.onnx", calibration, artifact.spec.preprocess, weight_bits=bits)
         (tmp_path / f"int8-{bits}.onnx").write_bytes(graph)
         native[bits] = onnx_session(graph, cpu_only=True).run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]
     run = avx2_only("-c", LOGITS, str(tmp_path / "batch.npy"), *(str(tmp_path / f"int8-{bits}.onnx") for bits in (7, 8)))

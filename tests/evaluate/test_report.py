@@ -13,7 +13,6 @@ import torch
 from typer.testing import CliRunner
 
 from bintally.cli import app
-from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 from bintally.model.preprocess import prepare_batch
@@ -122,7 +121,7 @@ def test_bad_model_path_is_a_clear_error(small_manifest, tmp_path):
     assert "not a bintally model artifact" in output and "Traceback" not in output
 
 
-def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, small_manifest, bin_photos_here, tmp_path):
+def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, small_manifest, bin_photos, tmp_path):
     """`calibrate --flips top-bottom` on a copy that has model.onnx and model.int8.onnx: the artifact averages over
     the flip from then on (its ONNX graph exported again, so it answers what PyTorch does; its int8 graph quantised
     again from that one and checked, so it stays servable in int8), with the temperature refitted on the averaged
@@ -136,7 +135,7 @@ def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, sm
     assert artifact.spec.flips == ["top-bottom"] and artifact.spec.calibration["split"] == "val"
     assert artifact.spec.int8 is not None and artifact.int8_onnx_path and "int8 quantised again" in result.output
     assert (run / "model.int8.onnx").read_bytes() != old_int8
-    batch = prepare_batch(bin_photos_here, artifact.spec.preprocess)
+    batch = prepare_batch(bin_photos[:4], artifact.spec.preprocess)
     (onnx_logits,) = ort.InferenceSession(str(run / "model.onnx")).run(["logits"], {"input": batch})
     with torch.no_grad():
         averaged = artifact.torch_model()(torch.from_numpy(batch)).numpy()
@@ -144,8 +143,3 @@ def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, sm
     assert np.abs(onnx_logits - averaged).max() < 1e-3 and np.abs(onnx_logits - bare).max() > 1e-3
     invoke("calibrate", str(run), str(small_manifest), "--flips", "none")
     assert load_artifact(str(run)).spec.flips == []
-
-
-@pytest.fixture(scope="module")
-def bin_photos_here(abid_root):
-    return [decode_image(p.read_bytes()) for p in sorted((abid_root / "bin-images").glob("*.jpg"))[:4]]

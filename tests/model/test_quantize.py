@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,25 +13,13 @@ from bintally import hardware
 from bintally.cli import app
 from bintally.model import predictor as predictor_module
 from bintally.model import quantize
-from bintally.model.artifact import INT8_FILE, load_artifact, write_spec
+from bintally.model.artifact import INT8_FILE, load_artifact
 from bintally.model.calibration import softmax
 from bintally.model.export import export_onnx
 from bintally.model.predictor import load_predictor
 from bintally.model.preprocess import prepare_batch
 
 LENIENT = quantize.Int8Config(calibration_photos=16, check_photos=16, max_accuracy_drop=1.0)  # an untrained head
-
-
-@pytest.fixture
-def exported(small_artifact, small_manifest, bin_photos, tmp_path) -> str:
-    """The small artifact, trained on the small manifest as far as its spec says, with its model.onnx."""
-    out = str(tmp_path / "model")
-    shutil.copytree(small_artifact, out)
-    artifact = load_artifact(out)
-    artifact.spec.train_config = {"manifest": str(small_manifest)}
-    write_spec(out, artifact.spec)
-    export_onnx(load_artifact(out), f"{out}/model.onnx", bin_photos[:2])
-    return out
 
 
 def test_int8_graph_is_written_with_its_check_and_serves_close_to_fp32(exported, bin_photos):
