@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bintally.evaluate.metrics import constant_answer, count_metrics, metrics_from_logits, paired_accuracy_difference
+from bintally.evaluate.metrics import constant_answer, count_metrics, metrics_from_logits, neighbour_auc, paired_accuracy_difference
 
 # Six bins: recorded counts and predictions. Errors: 0, 0, +1, -2, 0, +1.
 TRUE = [1, 2, 2, 3, 4, 5]
@@ -75,6 +75,19 @@ def test_accuracy_at_coverage_keeps_the_most_confident():
     coverage = count_metrics(true, pred, probs, classes=[1, 2])["coverage"]
     assert [coverage[k] for k in ("10", "40", "50", "100")] == [1.0, 1.0, pytest.approx(0.8), pytest.approx(0.4)]
     assert list(coverage) == [str(x) for x in range(10, 101, 10)]
+
+
+def test_neighbour_auc_by_hand():
+    """Classes 1, 2, 3; expected counts 1.2, 1.5 (true 1), 1.5, 2.0 (true 2), 2.8 (true 3). 1 from 2: of the four
+    (2, 1) pairs, 1.5 > 1.2, 1.5 = 1.5 (a half), 2.0 beats both -> 3.5 / 4. 2 from 3: 2.8 beats both -> 1.0.
+    A pair whose counts do not both occur is left out, and count_metrics carries the same numbers."""
+    probabilities = np.array([[0.8, 0.2, 0.0], [0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 0.8]])
+    true = [1, 1, 2, 2, 3]
+    assert neighbour_auc(true, probabilities, [1, 2, 3]) == {"1-2": pytest.approx(3.5 / 4), "2-3": pytest.approx(1.0)}
+    assert list(neighbour_auc([1, 1, 2, 2, 2], probabilities, [1, 2, 3])) == ["1-2"]
+    pred = [1, 1, 1, 2, 3]
+    assert count_metrics(true, pred, probabilities, [1, 2, 3])["neighbour_auc"]["1-2"] == pytest.approx(3.5 / 4)
+    assert "neighbour_auc" not in count_metrics(true, pred, probabilities)
 
 
 def test_metrics_from_logits_uses_class_values():

@@ -46,6 +46,23 @@ def paired_accuracy_difference(correct_a: np.ndarray, correct_b: np.ndarray, con
     return mean, max(-1.0, mean - half), min(1.0, mean + half)
 
 
+def neighbour_auc(true_counts: Counts, probabilities: np.ndarray, classes: Sequence[int]) -> dict[str, float]:
+    """How well the model tells each pair of neighbouring counts apart: {"3-4": AUC, ...}.
+
+    The AUC is the chance that a bin of the larger count gets a larger expected count (probability-weighted
+    mean over `classes`) than a bin of the smaller one; ties count half. 0.5 is a coin, 1.0 never wrong.
+    A low AUC between two counts is a limit no decision threshold can move. Pairs missing either count are left out."""
+    true = np.asarray(true_counts, dtype=np.int64)
+    expected = np.asarray(probabilities, dtype=np.float64) @ np.asarray(classes, dtype=np.float64)
+    separation = {}
+    for lower, upper in zip(classes, classes[1:], strict=False):
+        below, above = expected[true == lower], expected[true == upper]
+        if len(below) and len(above):
+            wins = (above[:, None] > below[None, :]).mean() + 0.5 * (above[:, None] == below[None, :]).mean()
+            separation[f"{lower}-{upper}"] = float(wins)
+    return separation
+
+
 def count_metrics(
     true_counts: Counts,
     pred_counts: Counts,
@@ -53,7 +70,8 @@ def count_metrics(
     classes: Sequence[int] | None = None,
 ) -> dict:
     """accuracy, per_count, within_one, mae, rmse, macro_f1, confusion ({labels, matrix}: rows true, columns
-    predicted), n, and coverage (needs `probabilities` [N, K]: confidence is the top probability)."""
+    predicted), n, coverage (needs `probabilities` [N, K]: confidence is the top probability) and neighbour_auc
+    (needs `probabilities` and the `classes` of its columns)."""
     true, pred = np.asarray(true_counts, dtype=np.int64), np.asarray(pred_counts, dtype=np.int64)
     if len(true) == 0 or len(true) != len(pred):
         raise ValueError(f"need as many predictions as labels, and at least one: {len(true)} labels, {len(pred)} predictions")
@@ -75,6 +93,8 @@ def count_metrics(
     }
     if probabilities is not None:
         metrics["coverage"] = accuracy_at_coverage(correct, np.asarray(probabilities).max(axis=1))
+        if classes is not None:
+            metrics["neighbour_auc"] = neighbour_auc(true, probabilities, classes)
     return metrics
 
 

@@ -161,6 +161,7 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("macro-F1", f"{metrics['macro_f1']:.3f}"),
     ]
     rows += [(f"accuracy, count {c}", f"{a:.1%}") for c, a in metrics["per_count"].items()]
+    rows += [(f"telling {pair.replace('-', ' from ')} (AUC)", f"{auc:.3f}") for pair, auc in metrics.get("neighbour_auc", {}).items()]
     if metrics.get("baseline"):
         b = metrics["baseline"]
         rows.append((f"always answering {b['answer']} (trivial)", f"{b['accuracy']:.1%}, within one {b['within_one']:.1%}"))
