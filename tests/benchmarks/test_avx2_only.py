@@ -5,6 +5,7 @@ It is how the int8 claims for CPUs without VNNI were measured here, so its effec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,9 +38,21 @@ for graph in sys.argv[2:]:
 """
 
 
-def avx2_only(*args: str) -> subprocess.CompletedProcess:
+def avx2_only(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     command = ["bash", str(REPO / "benchmarks" / "avx2_only.sh"), sys.executable, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_masking_library_is_built_once_and_kept(tmp_path):
+    """Tried: two runs with an empty cache folder. Must hold: one library there after the first, the second
+    loads that same file (not rebuilt: same modification time), and nothing else is left behind."""
+    env = os.environ | {"XDG_CACHE_HOME": str(tmp_path)}
+    assert avx2_only("-c", "pass", env=env).returncode == 0
+    built = list((tmp_path / "bintally").iterdir())
+    assert len(built) == 1 and built[0].name.startswith("avx2_only-") and built[0].suffix == ".so"
+    stamp = built[0].stat().st_mtime_ns
+    assert avx2_only("-c", "pass", env=env).returncode == 0
+    assert list((tmp_path / "bintally").iterdir()) == built and built[0].stat().st_mtime_ns == stamp
 
 
 def test_the_libraries_and_bintally_see_avx2_and_nothing_wider():
