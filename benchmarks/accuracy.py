@@ -6,6 +6,7 @@
     python benchmarks/accuracy.py --preset cpu-full --image-size 224 --epochs 10 --recipes best   # one recipe, overridden
     python benchmarks/accuracy.py --preset cpu-screen --limit-train 1132 --recipes best --validation-only   # a learning curve's point
     python benchmarks/accuracy.py --table               # the table of every run recorded in benchmarks/results/
+    python benchmarks/accuracy.py --learning-curve      # the default recipe's runs at 160 px by training photos and seed
 
 Recipes, both on packaged ImageNet EfficientNet-Lite0 (the only ImageNet CNN available offline):
   original  frozen backbone, new linear head, RandomResizedCrop (area down to 8%), plain classification
@@ -172,6 +173,28 @@ def results_table(folder: Path) -> str:
     return "\n".join([table(rows), "", *ema_comparison(rows), "", *(f"hardware: {m}" for m in machines)])
 
 
+def learning_curve(folder: Path) -> str:
+    """The default recipe's cpu-screen runs at 160 px (accuracy-cpu-screen-image-size160-*-best.json), by number of
+    training photos: each seed's best validation epoch for the EMA (the kept model) and for the raw weights, then
+    their means. Both come from the same run, so the raw column needs no runs of its own."""
+    by_size: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("accuracy-cpu-screen-image-size160-*best.json")):
+        result = json.loads(path.read_text())
+        row, size = result["rows"][0], str(result["preset"].get("limit_train", "all"))
+        raw = max(h["val_raw"]["accuracy"] for h in row["history"])
+        by_size.setdefault(size, []).append(
+            {"seed": result["preset"].get("seed", 0), "ema": row["validation"]["accuracy"], "raw": raw}
+            | {k: row["validation"][k] for k in ("within_one", "rmse")}
+        )
+    lines = ["| training photos | seed | val acc (EMA) | val acc (raw) | val +-1 | val RMSE |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for size, runs in sorted(by_size.items(), key=lambda item: float("inf") if item[0] == "all" else int(item[0])):
+        mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("ema", "raw", "within_one", "rmse")}
+        for seed, r in [*((str(r["seed"]), r) for r in sorted(runs, key=lambda r: r["seed"])), (f"mean of {len(runs)}", mean)]:
+            lines.append(f"| {size} | {seed} | {r['ema']:.1%} | {r['raw']:.1%} | {r['within_one']:.1%} | {r['rmse']:.2f} |")
+    return "\n".join(lines)
+
+
 def answering_1_to_5(run: Path, manifest: str) -> dict:
     """Validation metrics of a model trained on more counts, its answer restricted to the benchmark's counts 1-5:
     do the extra bins help the 1-5 answer once the model may not answer 0 or 6+?"""
@@ -220,10 +243,14 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--validation-only", action="store_true", help="compare on validation; do not score the test split")
     parser.add_argument("--table", action="store_true", help="only print the table of every result file in benchmarks/results/")
+    parser.add_argument("--learning-curve", action="store_true", help="only print the default recipe's 160 px runs by training photos")
     parser.add_argument("--rescore-validation", action="store_true", help="score bf16-validated result files' runs in float32")
     args = parser.parse_args()
     if args.table:
         print(results_table(RESULTS))
+        return
+    if args.learning_curve:
+        print(learning_curve(RESULTS))
         return
     if args.rescore_validation:
         rescore_validation(RESULTS, args.out, manifest_for(args.data, args.out))
