@@ -11,11 +11,12 @@ if ! grep -qw cpuid_fault /proc/cpuinfo; then
 fi
 # Built once per version of the source and kept (exec below leaves no shell to clean a temporary copy up).
 source="$(dirname "$0")/avx2_only.c"
+flags=(-O2 -shared -fPIC)
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/bintally"
-lib="$cache/avx2_only-$(sha256sum "$source" | cut -c1-16).so"
+lib="$cache/avx2_only-$( (echo "${flags[*]}"; cat "$source") | sha256sum | cut -c1-16).so"
 if [ ! -f "$lib" ]; then
     mkdir -p "$cache"
-    gcc -O2 -shared -fPIC -o "$lib.$$" "$source"
+    gcc "${flags[@]}" -o "$lib.$$" "$source"
     mv "$lib.$$" "$lib"  # atomic: a run beside this one never loads a half-written library
 fi
 export LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}" BINTALLY_CPU_FLAGS=avx2

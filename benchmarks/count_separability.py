@@ -5,12 +5,13 @@
 For each model (and, given several, their equal-weight ensemble, as in ensemble.py), over counts 1-5:
 
 - the AUC between each pair of neighbouring counts (`neighbour_auc` in bintally.evaluate.metrics): the chance
-  that a bin of the larger count gets the larger expected count. A pair near 0.5 is a coin toss for the model,
-  and no decision rule on its probabilities can do much better there.
+  that a bin of the larger count k+1 has a larger log p(k+1) - log p(k) than a bin of k, the log-ratio a
+  decision threshold between the two moves along. A pair near 0.5 is a coin toss for the model there.
 - a per-count offset added to the log-probabilities before the argmax (the decision thresholds moved), fitted
   three ways: minimum NLL (a prior correction), maximum accuracy, maximum balanced accuracy (the mean of the
   per-count accuracies, the objective that lifts a weak count). Each is scored by 5-fold cross-validation within
-  the validation split, repeated with 4 shuffles, so no offset is scored on the bins it was fitted to.
+  the validation split, repeated with 4 shuffles, so no offset is scored on the bins it was fitted to. (The
+  models' temperatures were fitted on all of validation; one number per model, it cannot reorder a bin's counts.)
 
 Writes JSON under benchmarks/results/.
 """
@@ -31,32 +32,33 @@ from bintally.evaluate.metrics import count_metrics, neighbour_auc
 from bintally.model.calibration import softmax
 
 FOLDS, SHUFFLES = 5, 4
-GRID = np.linspace(-1.5, 1.5, 61)  # offsets tried per count; wider ones never won on these models
+GRID = np.linspace(-1.5, 1.5, 61)  # offsets tried per count; fitted on all of validation they stay within +-1.15
 Fit = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (log-probabilities [N, K], class indices [N]) -> offsets [K]
 
 
-def nll_offsets(scores: np.ndarray, targets: np.ndarray, steps: int = 2000) -> np.ndarray:
+def nll_offsets(log_probabilities: np.ndarray, targets: np.ndarray, steps: int = 2000) -> np.ndarray:
     """Offsets minimising the NLL (convex in them): gradient descent, the first count's offset held at 0."""
-    offsets, onehot = np.zeros(scores.shape[1]), np.eye(scores.shape[1])[targets]
+    offsets, onehot = np.zeros(log_probabilities.shape[1]), np.eye(log_probabilities.shape[1])[targets]
     for _ in range(steps):
-        gradient = (softmax(scores + offsets) - onehot).mean(axis=0)
+        gradient = (softmax(log_probabilities + offsets) - onehot).mean(axis=0)
         gradient[0] = 0.0
         offsets -= 2.0 * gradient
     return offsets
 
 
 def argmax_offsets(balanced: bool) -> Fit:
-    """Offsets maximising (balanced) accuracy: coordinate search over GRID, three sweeps, smallest offset on ties."""
+    """Offsets maximising (balanced) accuracy: coordinate search over GRID, three sweeps, the smallest |offset| on ties."""
 
-    def score(scores: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> float:
-        right = (scores + offsets).argmax(axis=1) == targets
+    def objective(log_probabilities: np.ndarray, targets: np.ndarray, offsets: np.ndarray) -> float:
+        right = (log_probabilities + offsets).argmax(axis=1) == targets
         return float(np.mean([right[targets == k].mean() for k in np.unique(targets)]) if balanced else right.mean())
 
-    def fit(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        offsets = np.zeros(scores.shape[1])
+    def fit(log_probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        offsets = np.zeros(log_probabilities.shape[1])
         for _ in range(3):
-            for k in range(1, scores.shape[1]):
-                tried = [(score(scores, targets, np.r_[offsets[:k], g, offsets[k + 1 :]]), -abs(g), g) for g in GRID]
+            for k in range(1, log_probabilities.shape[1]):
+                candidates = (np.r_[offsets[:k], g, offsets[k + 1 :]] for g in GRID)
+                tried = [(objective(log_probabilities, targets, c), -abs(c[k]), c[k]) for c in candidates]
                 offsets[k] = max(tried)[2]
         return offsets
 
@@ -71,24 +73,25 @@ def scored(counts: np.ndarray, predicted: np.ndarray) -> dict:
     return {k: m[k] for k in ("accuracy", "within_one", "rmse")} | {"per_count": m["per_count"]}
 
 
-def cross_validated(scores: np.ndarray, counts: np.ndarray, fit: Fit, seed: int = 0) -> dict:
+def cross_validated(log_probabilities: np.ndarray, counts: np.ndarray, fit: Fit, seed: int = 0) -> dict:
     """The rule's numbers with every bin decided by offsets fitted on the other folds, averaged over SHUFFLES."""
     targets, rng, runs = np.searchsorted(COUNTS, counts), np.random.default_rng(seed), []
     for _ in range(SHUFFLES):
         folds, predicted = rng.permutation(len(targets)) % FOLDS, np.zeros(len(targets), dtype=np.int64)
         for k in range(FOLDS):
-            offsets = fit(scores[folds != k], targets[folds != k])
-            predicted[folds == k] = (scores[folds == k] + offsets).argmax(axis=1)
+            offsets = fit(log_probabilities[folds != k], targets[folds != k])
+            predicted[folds == k] = (log_probabilities[folds == k] + offsets).argmax(axis=1)
         runs.append(scored(counts, predicted))
     mean = {k: float(np.mean([r[k] for r in runs])) for k in ("accuracy", "within_one", "rmse")}
     return mean | {"per_count": {c: float(np.mean([r["per_count"][c] for r in runs])) for c in runs[0]["per_count"]}}
 
 
 def measured(probabilities: np.ndarray, counts: np.ndarray) -> dict:
-    scores = np.log(np.clip(probabilities, 1e-12, None))
+    log_probabilities = np.log(np.clip(probabilities, 1e-12, None))
     rules = {"argmax": scored(counts, probabilities.argmax(axis=1))}
-    rules |= {name: cross_validated(scores, counts, fit) for name, fit in RULES.items()}
-    offsets = {name: fit(scores, np.searchsorted(COUNTS, counts)).round(2).tolist() for name, fit in RULES.items()}
+    rules |= {name: cross_validated(log_probabilities, counts, fit) for name, fit in RULES.items()}
+    targets = np.searchsorted(COUNTS, counts)
+    offsets = {name: fit(log_probabilities, targets).round(2).tolist() for name, fit in RULES.items()}  # in-sample: a record
     return {"neighbour_auc": neighbour_auc(counts, probabilities, COUNTS), "rules": rules, "offsets_on_all_bins": offsets}
 
 
@@ -118,7 +121,7 @@ def main() -> None:
     rows = [r for r in read_manifest(args.manifest).split("val") if r.count in COUNTS]
     members = {m: member_probabilities(m, rows, args.device, args.workers)[:2] for m in args.models}
     counts = next(iter(members.values()))[1]
-    named = {str(Path(m).relative_to(Path(m).parents[1])): p for m, (p, _) in members.items()}
+    named = {"/".join(Path(m).parts[-2:]): p for m, (p, _) in members.items()}  # the setting and the recipe
     if len(named) > 1:
         named["ensemble"] = np.mean(list(named.values()), axis=0)
     results = {name: measured(p, counts) for name, p in named.items()}

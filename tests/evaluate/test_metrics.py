@@ -78,16 +78,20 @@ def test_accuracy_at_coverage_keeps_the_most_confident():
 
 
 def test_neighbour_auc_by_hand():
-    """Classes 1, 2, 3; expected counts 1.2, 1.5 (true 1), 1.5, 2.0 (true 2), 2.8 (true 3). 1 from 2: of the four
-    (2, 1) pairs, 1.5 > 1.2, 1.5 = 1.5 (a half), 2.0 beats both -> 3.5 / 4. 2 from 3: 2.8 beats both -> 1.0.
-    A pair whose counts do not both occur is left out, and count_metrics carries the same numbers."""
-    probabilities = np.array([[0.8, 0.2, 0.0], [0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 0.8]])
+    """Classes 1, 2, 3. log p(2) - log p(1): bins recorded 1 at log 0.5 and 0, bins recorded 2 at 0 and log 3; of
+    the four (2, 1) pairs, 0 > log 0.5, 0 = 0 (a half), log 3 beats both -> 3.5 / 4. log p(3) - log p(2): bins
+    recorded 2 at log 0.5 and log 1/3, the bin recorded 3 at log 2 beats both -> 1.0. A pair whose counts do not
+    both occur is left out, count_metrics carries the same numbers, and probabilities that do not match the
+    classes are refused."""
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.4, 0.4, 0.2], [0.4, 0.4, 0.2], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6]])
     true = [1, 1, 2, 2, 3]
     assert neighbour_auc(true, probabilities, [1, 2, 3]) == {"1-2": pytest.approx(3.5 / 4), "2-3": pytest.approx(1.0)}
     assert list(neighbour_auc([1, 1, 2, 2, 2], probabilities, [1, 2, 3])) == ["1-2"]
     pred = [1, 1, 1, 2, 3]
     assert count_metrics(true, pred, probabilities, [1, 2, 3])["neighbour_auc"]["1-2"] == pytest.approx(3.5 / 4)
     assert "neighbour_auc" not in count_metrics(true, pred, probabilities)
+    with pytest.raises(ValueError, match="ascending classes"):
+        neighbour_auc(true, probabilities, [1, 2])
 
 
 def test_metrics_from_logits_uses_class_values():

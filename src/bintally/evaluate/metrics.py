@@ -49,17 +49,21 @@ def paired_accuracy_difference(correct_a: np.ndarray, correct_b: np.ndarray, con
 def neighbour_auc(true_counts: Counts, probabilities: np.ndarray, classes: Sequence[int]) -> dict[str, float]:
     """How well the model tells each pair of neighbouring counts apart: {"3-4": AUC, ...}.
 
-    The AUC is the chance that a bin of the larger count gets a larger expected count (probability-weighted
-    mean over `classes`) than a bin of the smaller one; ties count half. 0.5 is a coin, 1.0 never wrong.
-    A low AUC between two counts is a limit no decision threshold can move. Pairs missing either count are left out."""
-    true = np.asarray(true_counts, dtype=np.int64)
-    expected = np.asarray(probabilities, dtype=np.float64) @ np.asarray(classes, dtype=np.float64)
+    For counts k and k+1, over the bins recorded as one of them: the chance that a bin of k+1 has a larger
+    log p(k+1) - log p(k) than a bin of k (ties count half). Moving the decision threshold between the two moves
+    along that log-ratio, so an AUC near 0.5 is a coin toss no threshold can improve on; 1.0 is never wrong.
+    `classes` (ascending) name the columns of `probabilities`; pairs missing either count are left out."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != len(classes) or list(classes) != sorted(classes):
+        raise ValueError(f"need [N, {len(classes)}] probabilities over ascending classes, got {p.shape} over {list(classes)}")
+    true, log_p = np.asarray(true_counts, dtype=np.int64), np.log(np.clip(p, 1e-300, None))
     separation = {}
-    for lower, upper in zip(classes, classes[1:], strict=False):
-        below, above = expected[true == lower], expected[true == upper]
+    for i, (lower, upper) in enumerate(zip(classes, classes[1:])):
+        ratio = log_p[:, i + 1] - log_p[:, i]
+        below, above = np.sort(ratio[true == lower]), ratio[true == upper]
         if len(below) and len(above):
-            wins = (above[:, None] > below[None, :]).mean() + 0.5 * (above[:, None] == below[None, :]).mean()
-            separation[f"{lower}-{upper}"] = float(wins)
+            beaten, tied = np.searchsorted(below, above, "left"), np.searchsorted(below, above, "right")
+            separation[f"{lower}-{upper}"] = float((beaten + 0.5 * (tied - beaten)).sum() / (len(below) * len(above)))
     return separation
 
 
