@@ -27,23 +27,24 @@ from ensemble import COUNTS, member_probabilities
 
 from bintally import storage
 from bintally.data.images import decode_image
-from bintally.data.manifest import ManifestRow, read_manifest
+from bintally.data.manifest import Manifest, ManifestRow, read_manifest
 from bintally.evaluate.metrics import count_metrics, paired_accuracy_difference
 
 
-def validation_rows(manifest: str) -> list[ManifestRow]:
-    return [r for r in read_manifest(manifest).split("val") if r.count in COUNTS]
+def validation_rows(manifest: Manifest) -> list[ManifestRow]:
+    return [r for r in manifest.split("val") if r.count in COUNTS]
 
 
 def sample(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = random.Random(args.seed).sample(validation_rows(args.manifest), args.n)
+    manifest = read_manifest(args.manifest)
+    rows = random.Random(args.seed).sample(validation_rows(manifest), args.n)
     for i, row in enumerate(rows):
         image = decode_image(storage.read_bytes(row.uri))
         image.resize((image.width * 2, image.height * 2)).save(args.out / f"{i:02d}.png")
     with open(args.out / "answers.csv", "w", newline="") as f:
         csv.writer(f).writerows([["photo", "id", "count"], *([f"{i:02d}.png", r.id, ""] for i, r in enumerate(rows))])
-    draw = {"manifest": args.manifest, "manifest_digest": read_manifest(args.manifest).digest(), "n": args.n, "seed": args.seed}
+    draw = {"manifest": args.manifest, "manifest_digest": manifest.digest(), "n": args.n, "seed": args.seed}
     (args.out / "draw.json").write_text(json.dumps(draw, indent=2))
     print(f"wrote {len(rows)} photos and {args.out / 'answers.csv'}: fill in the count column, then run score")
 
@@ -73,7 +74,7 @@ def scored(true: list[int], answered: list[int]) -> dict:
 def score(args: argparse.Namespace) -> None:
     started = time.monotonic()
     answers = read_answers(args.answers)
-    rows = [r for r in validation_rows(args.manifest) if r.id in answers]
+    rows = [r for r in validation_rows(read_manifest(args.manifest)) if r.id in answers]
     unknown = sorted(set(answers) - {r.id for r in rows})
     if unknown:  # a test bin, or a draw from another manifest: scoring it would be scoring the wrong thing
         raise SystemExit(f"{args.answers}: {len(unknown)} answered bins are not in {args.manifest}'s validation split: {unknown[:10]}")
