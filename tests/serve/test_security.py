@@ -8,7 +8,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pydantic import ValidationError
 
+from bintally.serve.app import ServeConfig
 from bintally.serve.errors import ApiError
 from bintally.serve.fetch import Fetcher
 from bintally.serve.inputs import ImageRef
@@ -31,10 +33,24 @@ from bintally.serve.security import ApiKeys, UriPolicy, is_public
         ("224.0.0.1", False),
         ("8.8.8.8", True),
         ("2606:4700:4700::1111", True),
+        # IPv6 forms that embed an IPv4 address: the embedded address decides.
+        ("64:ff9b::a00:1", False),  # NAT64 to 10.0.0.1
+        ("64:ff9b::7f00:1", False),  # NAT64 to 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 to the metadata service
+        ("64:ff9b:1::808:808", False),  # local-use NAT64 (RFC 8215)
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("::a00:1", False),  # IPv4-compatible 10.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
+        ("2001:0:a00:1:8000:63bf:f7f7:f7f7", False),  # Teredo, server 10.0.0.1
+        ("64:ff9b::808:808", True),  # NAT64 to 8.8.8.8
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
     ],
 )
 def test_only_global_addresses_are_public(address, public):
-    """Loopback, private, link-local, unspecified, multicast and IPv4-mapped loopback are not public; global ones are."""
+    """Loopback, private, link-local, unspecified, multicast and IPv4-mapped loopback are not public; global ones are;
+    an IPv6 address that embeds an IPv4 one (mapped, compatible, NAT64, 6to4, Teredo) is public only if that is."""
     assert is_public(address) is public
 
 
@@ -69,6 +85,66 @@ def test_s3_uri_outside_allow_list_is_403(uri):
     with pytest.raises(ApiError) as err:
         policy.check_s3(uri)
     assert err.value.status == 403
+
+
+@pytest.mark.parametrize(
+    ("prefix", "url"),
+    [
+        ("https://images.example.com", "https://images.example.com@evil.net/x.jpg"),  # user info: the host is evil.net
+        ("https://images.example.com", "https://images.example.com.evil.net/x.jpg"),  # a longer host name
+        ("https://images.example.com", "https://images.example.com:8443/x.jpg"),  # another port
+        ("https://images.example.com", "http://images.example.com/x.jpg"),  # another scheme
+        ("https://images.example.com/photos", "https://images.example.com/photos2/x.jpg"),  # a longer segment
+        ("https://images.example.com/photos", "https://images.example.com/photos/%2e%2e/secret/x.jpg"),  # encoded dots
+        ("https://images.example.com/photos", "https://images.example.com/photos/%2E%2e%2fsecret%2fx.jpg"),
+        ("https://images.example.com/photos", "https://images.example.com/photos/..%5csecret/x.jpg"),  # backslash
+        ("https://images.example.com/photos/", "https://images.example.com/x.jpg?/photos/"),  # a query is no path
+    ],
+)
+def test_allow_list_compares_parsed_urls_not_strings(prefix, url):
+    """Every URL here starts with the prefix as a string, or reaches outside it by decoding: all are 403."""
+    with pytest.raises(ApiError) as err:
+        UriPolicy([prefix]).check_url(url)
+    assert err.value.status == 403
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://images.example.com/photos/x.jpg",
+        "https://IMAGES.Example.com./photos/a/x.jpg",  # host names compare case-blind, without the root dot
+        "https://images.example.com:443/photos/x.jpg?signature=abc",  # the default port, and a signed URL's query
+    ],
+)
+def test_allow_list_admits_urls_inside_the_prefix(url):
+    assert UriPolicy(["https://images.example.com/photos"]).check_url(url).host
+
+
+def test_user_info_is_refused_even_where_private_hosts_are_allowed():
+    """With --allow-private-hosts, `http://internal@169.254.169.254/` must not pass as `http://internal...`."""
+    with pytest.raises(ApiError) as err:
+        UriPolicy(["http://internal"], allow_private_hosts=True).check_url("http://internal@169.254.169.254/latest/")
+    assert err.value.status == 403
+
+
+@pytest.mark.parametrize("uri", ["s3://bins/allowed@evil/x.jpg", "s3://bins/allowed/%2e%2e/secret/x.jpg", "s3://bins/allowed2/x.jpg"])
+def test_s3_allow_list_compares_bucket_and_whole_segments(uri):
+    policy = UriPolicy(["s3://bins/allowed"])
+    assert policy.check_s3("s3://bins/allowed/a/x.jpg") == "s3://bins/allowed/a/x.jpg"
+    with pytest.raises(ApiError) as err:
+        policy.check_s3(uri)
+    assert err.value.status == 403
+
+
+@pytest.mark.parametrize(
+    "prefix", ["images.example.com/", "ftp://images.example.com/", "https://user@images.example.com/", "https://h/a/../b", "s3://"]
+)
+def test_a_prefix_that_cannot_be_compared_is_refused_at_startup(prefix):
+    """No scheme, another scheme, user info, dot segments, no bucket: the server refuses to start, naming the prefix."""
+    with pytest.raises(ValueError, match="prefix|segments"):
+        UriPolicy([prefix])
+    with pytest.raises(ValidationError):
+        ServeConfig(model="m", allow_uri_prefixes=[prefix])
 
 
 class _PhotoServer(BaseHTTPRequestHandler):

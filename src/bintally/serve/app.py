@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
@@ -36,7 +36,7 @@ from bintally.serve.errors import ApiError, ErrorResponse, error_responses, inst
 from bintally.serve.fetch import Fetcher
 from bintally.serve.inputs import ImageRef, ReconcileRef
 from bintally.serve.metrics import MetricsMiddleware, ServeMetrics
-from bintally.serve.security import ApiKeys, UriPolicy
+from bintally.serve.security import ApiKeys, UriPolicy, UriPrefix
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,13 @@ class ServeConfig(BaseModel):
     # Explicit decision thresholds; by default the artifact's fitted policy decides.
     accept_at: float | None = Field(None, gt=0, le=1)
     mismatch_at: float | None = Field(None, ge=0, lt=1)
+
+    @field_validator("allow_uri_prefixes")
+    @classmethod
+    def _parseable_prefixes(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            UriPrefix.parse(prefix)  # a prefix that cannot be compared part by part is refused at startup
+        return prefixes
 
 
 class ModelRef(BaseModel):

@@ -1,7 +1,9 @@
 """API keys and the rules for fetching a URI named in a request.
 
-A URI is fetched only if it starts with a configured allow-list prefix (none by
-default). `s3_uri` then goes to the configured S3 endpoint. `url` must be
+A URI is fetched only if it lies inside a configured allow-list prefix (none by
+default), compared as parsed parts: scheme, host and port equal, then the path by
+whole, percent-decoded segments; user info (`user@host`) and dot segments, encoded
+or not, are refused. `s3_uri` then goes to the configured S3 endpoint. `url` must be
 http(s), and every address its host resolves to must be public: the check runs
 inside the connection itself (`PublicOnlyBackend`), at connect time and for
 the address actually dialled, so neither a redirect nor a DNS answer that
@@ -12,9 +14,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import httpcore
@@ -49,17 +54,65 @@ class ApiKeys:
             raise ApiError(401, "unauthorized", "wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class UriPrefix:
+    """An allow-list entry, parsed: a URI is inside it when scheme, host and port are equal and its
+    path starts with the prefix's path segments, whole segments only (`/photos` does not admit `/photos2`)."""
+
+    scheme: str
+    host: str
+    port: int | None
+    segments: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, prefix: str) -> UriPrefix:
+        """The prefix as written at startup; ValueError for one that could never be compared safely."""
+        parts = urlsplit(prefix)
+        scheme = parts.scheme.lower()
+        if scheme not in ("s3", *DEFAULT_PORTS) or not parts.hostname:
+            raise ValueError(f"allow-list prefix {prefix!r} must be s3://BUCKET/..., http://HOST/... or https://HOST/...")
+        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+            raise ValueError(f"allow-list prefix {prefix!r} may not hold user info, a query or a fragment")
+        return cls(scheme, _host(parts.hostname), _port(scheme, parts.port), path_segments(parts.path, prefix))
+
+    def admits(self, other: UriPrefix) -> bool:
+        head = (self.scheme, self.host, self.port)
+        return head == (other.scheme, other.host, other.port) and other.segments[: len(self.segments)] == self.segments
+
+
+def path_segments(path: str, uri: str) -> tuple[str, ...]:
+    """The path's non-empty segments, percent-decoded; ValueError for a dot segment, also encoded or after a backslash."""
+    decoded = unquote(path)
+    if any(segment in (".", "..") for segment in re.split(r"[/\\]", decoded)):
+        raise ValueError(f"{uri}: URIs with '.' or '..' segments are refused")
+    return tuple(segment for segment in decoded.split("/") if segment)
+
+
+def _host(host: str) -> str:
+    return host.lower().rstrip(".")
+
+
+def _port(scheme: str, port: int | None) -> int | None:
+    return port if port is not None else DEFAULT_PORTS.get(scheme)
+
+
 class UriPolicy:
-    """Which URIs in a request may be fetched: allow-listed prefixes, no dot segments, no file://."""
+    """Which URIs in a request may be fetched: inside an allow-listed prefix, compared part by part."""
 
     def __init__(self, allow_prefixes: Sequence[str], allow_private_hosts: bool = False):
-        self.allow_prefixes = tuple(allow_prefixes)
+        self.allow_prefixes = tuple(UriPrefix.parse(p) for p in allow_prefixes)
         self.allow_private_hosts = allow_private_hosts
 
     def check_s3(self, uri: str) -> str:
         if not uri.startswith("s3://"):
             raise forbidden_uri("s3_uri must start with s3://")
-        self._check_allowed(uri)
+        parts = urlsplit(uri)
+        if "@" in parts.netloc or parts.query or parts.fragment or not parts.hostname:
+            raise forbidden_uri(f"{uri}: an s3_uri is s3://BUCKET/KEY, without user info, query or fragment")
+        self._check_allowed(uri, lambda: UriPrefix("s3", _host(parts.hostname or ""), None, path_segments(parts.path, uri)))
         return uri
 
     def check_url(self, url: str) -> httpx.URL:
@@ -68,22 +121,52 @@ class UriPolicy:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
             raise ApiError(422, "invalid_request", f"not a URL: {exc}") from exc
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+        if parsed.scheme not in DEFAULT_PORTS or not parsed.host:
             raise forbidden_uri("only http:// and https:// URLs with a host can be fetched")
-        self._check_allowed(str(parsed))
+        if parsed.userinfo:
+            raise forbidden_uri("URLs with user info (user@host) are refused")
+        path = parsed.raw_path.decode("ascii").split("?", 1)[0]
+        host, port = _host(parsed.host), _port(parsed.scheme, parsed.port)
+        self._check_allowed(str(parsed), lambda: UriPrefix(parsed.scheme, host, port, path_segments(path, url)))
         return parsed
 
-    def _check_allowed(self, uri: str) -> None:
-        if any(segment in (".", "..") for segment in uri.split("://", 1)[-1].split("/")):
-            raise forbidden_uri("URIs with '.' or '..' segments are refused")
-        if not any(uri.startswith(prefix) for prefix in self.allow_prefixes):
+    def _check_allowed(self, uri: str, parse: Callable[[], UriPrefix]) -> None:
+        try:
+            parsed = parse()
+        except ValueError as exc:
+            raise forbidden_uri(str(exc)) from exc
+        if not any(prefix.admits(parsed) for prefix in self.allow_prefixes):
             raise forbidden_uri(f"{uri} is outside the allowed prefixes (--allow-uri-prefix)")
+
+
+# IPv6 forms that carry an IPv4 address, which is what the packet finally reaches (RFC 6052, 4291, 3056, 4380).
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use translation (RFC 8215): never public
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address embeds: mapped, compatible, NAT64, 6to4, Teredo (server and client)."""
+    found = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
+    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
 
 
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL:
+            return False
+        embedded = embedded_ipv4(ip)
+        if embedded:  # the wrapper says nothing; the IPv4 address it reaches decides
+            return all(_is_global(v4) for v4 in embedded)
+    return _is_global(ip)
+
+
+def _is_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
