@@ -69,9 +69,9 @@ def pack_weights(out: Path) -> None:
     save_file({k: v.half().contiguous() for k, v in state.items() if not k.startswith(CLASSIFIER)}, str(out))
 
 
-def pack_wheels(out: Path) -> None:
+def pack_wheels(out: Path, names: tuple[str, ...] = DEVICE_LACKS) -> None:
     """Wheels for the GPU machine's Python, at this machine's versions (the ones tested here)."""
-    pins = [f"{name}=={importlib.metadata.version(name)}" for name in DEVICE_LACKS]
+    pins = [f"{name}=={importlib.metadata.version(name)}" for name in names]
     platform = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")]
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--implementation=cp"]
     cmd += [f"--python-version={DEVICE_PYTHON}", *platform, "--dest", str(out), *pins]

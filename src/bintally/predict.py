@@ -26,10 +26,11 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from bintally import storage
+from bintally.counts import CountClasses
 from bintally.data.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, CountScore, Precision, Predictor, load_predictor, score
+from bintally.model.predictor import Backend, CountScore, Precision, Predictor, load_predictor
 from bintally.model.preprocess import Preprocess, normalise, resize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -94,8 +95,10 @@ def _as_url(fs, path: str, given: str) -> str:
     return fs.unstrip_protocol(path) if storage.is_remote(given) else path
 
 
-def columns(classes: list[int]) -> list[str]:
-    return ["id", "uri", "count", "confidence", *(f"p_{c}" for c in classes), "error"]
+def columns(classes: CountClasses) -> list[str]:
+    """The output's columns: `at_least` (the count is the open top class, "K or more") only for a model that has one."""
+    at_least = ["at_least"] if classes.open_top else []
+    return ["id", "uri", "count", *at_least, "confidence", *(f"p_{label}" for label in classes.labels), "error"]
 
 
 def is_scored(row: dict, header: list[str]) -> bool:
@@ -130,7 +133,7 @@ def resume(out: str, header: list[str]) -> set[str]:
 def csv_text(header: list[str], rows: list[dict]) -> str:
     """Rows as CSV text with a header line."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, header)
+    writer = csv.DictWriter(buf, header, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -170,14 +173,14 @@ def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda
     if cfg.out.endswith(".parquet"):
         raise ValueError("--out .parquet needs --ray (the merged table is written once); without it --out is a CSV appended batch by batch")
     predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
-    header = columns(predictor.spec.classes)
+    header = columns(predictor.spec.count_classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
     done = resume(cfg.out, header)
     todo = [u for u in uris if u not in done]
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     failed = scored = 0
     with open(cfg.out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, header)
+        writer = csv.DictWriter(fh, header, extrasaction="ignore")
         if fh.tell() == 0:
             writer.writeheader()
         for batch in score_images(predictor, todo, cfg.batch_size, cfg.workers, cfg.endpoint_url, cfg.max_pixels):
@@ -195,7 +198,7 @@ def _predict_on_ray(cfg: PredictConfig, on_progress: Callable[[int, int], None])
 
     uris = list_images(cfg.inputs, cfg.endpoint_url)
     scores = score_on_ray(cfg, uris, cfg.max_pixels, on_progress)
-    header = columns(load_artifact(cfg.model).spec.classes)
+    header = columns(load_artifact(cfg.model).spec.count_classes)
     write_predictions(cfg.out, header, [scores.rows[u] for u in uris])
     failed = sum(1 for row in scores.rows.values() if row["error"])
     return PredictSummary(out=cfg.out, found=len(uris), skipped=scores.skipped, scored=len(uris) - scores.skipped - failed, failed=failed)
@@ -206,7 +209,7 @@ def write_predictions(out: str, header: list[str], rows: list[dict]) -> None:
     if not out.endswith(".parquet"):
         storage.write_bytes(out, csv_text(header, rows).encode())
         return
-    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64()}
+    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64(), "at_least": pa.bool_()}
 
     def column(k: str) -> pa.Array:
         if k in numbers:  # empty where the photo failed
@@ -218,12 +221,13 @@ def write_predictions(out: str, header: list[str], rows: list[dict]) -> None:
     pq.write_table(table, out)
 
 
-def outcome_of(row: dict, classes: list[int]) -> CountScore | str:
+def outcome_of(row: dict, classes: CountClasses) -> CountScore | str:
     """A prediction row back to its score, or its error (the inverse of `prediction_row`)."""
     if row["error"]:
         return row["error"]
-    probabilities = {str(c): float(row[f"p_{c}"]) for c in classes}
-    return CountScore(count=int(row["count"]), confidence=float(row["confidence"]), probabilities=probabilities)
+    probabilities = {label: float(row[f"p_{label}"]) for label in classes.labels}
+    count = int(row["count"])
+    return CountScore(count=count, at_least=classes.is_open(count), confidence=float(row["confidence"]), probabilities=probabilities)
 
 
 def score_images(
@@ -248,7 +252,7 @@ def score_loaded(predictor: Predictor, loaded: list[np.ndarray | str]) -> list[C
     # The error text stays where a photo could not be read; every other place gets its score below.
     outcomes: list[CountScore | str] = [x if isinstance(x, str) else "" for x in loaded]
     for i, row in zip(good, logits):
-        outcomes[i] = score(row, predictor.spec.classes)
+        outcomes[i] = predictor.score(row)
     return outcomes
 
 
@@ -257,4 +261,6 @@ def prediction_row(uri: str, outcome: CountScore | str) -> dict:
     if isinstance(outcome, str):
         return row | {"error": outcome}
     probabilities = {f"p_{c}": f"{p:.6f}" for c, p in outcome.probabilities.items()}
-    return row | {"count": outcome.count, "confidence": f"{outcome.confidence:.6f}", **probabilities, "error": ""}
+    # `at_least` is written only where the header has it (a model with an open top class): writers ignore extras.
+    at_least = str(outcome.at_least).lower()
+    return row | {"count": outcome.count, "at_least": at_least, "confidence": f"{outcome.confidence:.6f}", **probabilities, "error": ""}

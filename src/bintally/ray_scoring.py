@@ -141,7 +141,7 @@ class Scorer:
         for name, data in ray.get(files[0]).items():  # in a list, so Ray hands over the reference, not the bytes
             Path(self.folder.name, name).write_bytes(data)
         self.predictor = load_predictor(self.folder.name, backend, precision)
-        self.header = columns(self.predictor.spec.classes)
+        self.header = columns(self.predictor.spec.count_classes)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         pp = self.predictor.spec.preprocess
@@ -193,7 +193,7 @@ def score_on_ray(
     ray = ray_module()
 
     spec = load_artifact(model).spec
-    header = columns(spec.classes)
+    header = columns(spec.count_classes)
     rows = read_shards(shards, header)
     todo = [u for u in uris if not (u in rows and is_scored(rows[u], header))]
     if todo:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from bintally import storage
 from bintally.cli.app import app, console, make_config, progress, reported_errors
+from bintally.counts import parse_classes
 from bintally.data.images import decode_image
 from bintally.evaluate.report import evaluate
 from bintally.model.artifact import INT8_FILE, ONNX_FILE, load_artifact
@@ -97,7 +98,12 @@ def train_cmd(
     aux_weight: float = DEFAULT.aux_weight,
     image_size: int = DEFAULT.image_size,
     enhance: Annotated[bool, typer.Option(help="UnsharpMask first, as the original system")] = DEFAULT.enhance,
-    classes: Annotated[str | None, typer.Option(help="count classes, e.g. 1,2,3,4,5 (default: from the data)")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="closed count classes, e.g. 1-5 or 1,2,3,4,5 (default: from the data, up to --top-class)")
+    ] = None,
+    top_class: Annotated[
+        int, typer.Option(help="K: counts of K or more form one open class, K+ (0: none; ignored with --classes)")
+    ] = DEFAULT.top_class or 0,
     train_splits: Annotated[str, typer.Option(help="comma-separated splits to train on")] = "train",
     val_split: Annotated[str, typer.Option(help="validation split, or 'none'")] = "val",
     monitor: Monitor = DEFAULT.monitor,
@@ -136,7 +142,7 @@ def train_cmd(
             label_smoothing=label_smoothing, ema_decay=ema_decay, validate_raw=validate_raw, aux_target=aux_target,
             aux_weight=aux_weight,
             image_size=image_size, enhance=enhance,
-            classes=[int(c) for c in classes.split(",")] if classes else None,
+            classes=parse_classes(classes) if classes else None, top_class=top_class or None,
             train_splits=train_splits.split(","), val_split=None if val_split == "none" else val_split,
             monitor=monitor, patience=patience, seed=seed, device=device, precision=precision, channels_last=channels_last,
             workers=workers, limit_train=limit_train, limit_val=limit_val, name=name,

@@ -11,6 +11,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from bintally import storage
+from bintally.counts import CountClasses
 from bintally.data.images import decode_image
 from bintally.data.manifest import ManifestRow
 from bintally.model.preprocess import Preprocess, normalise, resize
@@ -43,9 +44,8 @@ class BinDataset(Dataset):
         return (img, count) if self.extras is None else (img, count, self.extras[i])
 
 
-def with_counts(rows: Sequence[ManifestRow], classes: Sequence[int]) -> list[ManifestRow]:
-    wanted = set(classes)
-    return [r for r in rows if r.count in wanted]
+def with_counts(rows: Sequence[ManifestRow], classes: CountClasses) -> list[ManifestRow]:
+    return [r for r in rows if classes.contains(r.count)]
 
 
 def sample_rows(rows: Sequence[ManifestRow], limit: int | None, seed: int) -> list[ManifestRow]:

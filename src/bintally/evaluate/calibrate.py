@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from torch.utils.data import DataLoader
 
 from bintally import storage
+from bintally.counts import CountClasses
 from bintally.data.dataset import BinDataset
 from bintally.data.images import decode_image
 from bintally.data.manifest import Manifest, read_manifest
@@ -70,10 +71,10 @@ def split_logits(
     return predict_logits(artifact.torch_model(str(target)), loader, target)
 
 
-def class_targets(counts: np.ndarray, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows have a count among the classes, and those rows' class indices."""
-    known = np.isin(counts, classes)
-    return known, np.searchsorted(np.asarray(classes), counts[known])
+def class_targets(counts: np.ndarray, classes: CountClasses) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows have a count among the classes (any count, with an open top class), and those rows' class indices."""
+    known = np.array([classes.contains(int(c)) for c in counts], dtype=bool)
+    return known, classes.index(counts[known])
 
 
 def calibrate(cfg: CalibrateConfig) -> Calibration:
@@ -84,9 +85,9 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
         artifact.spec = artifact.spec.model_copy(update={"flips": cfg.flips})
     manifest = read_manifest(cfg.manifest)
     logits, counts = split_logits(artifact, manifest, cfg.split, cfg.device, cfg.batch_size, cfg.workers)
-    known, targets = class_targets(counts, artifact.spec.classes)
+    known, targets = class_targets(counts, artifact.spec.count_classes)
     if not known.any():
-        raise ValueError(f"no {cfg.split!r} row has a count among the model's classes {artifact.spec.classes}")
+        raise ValueError(f"no {cfg.split!r} row has a count among the model's classes {artifact.spec.count_classes.labels}")
     logits, counts = logits[known], counts[known]
     temperature = fit_temperature(logits, targets)
     report = CalibrationReport(
@@ -100,7 +101,7 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
         ece_after=expected_calibration_error(softmax(logits, temperature), targets),
     )
     policy = fit_policy(
-        softmax(logits, temperature), counts.tolist(), artifact.spec.classes, cfg.targets, cfg.errors, cfg.split, manifest.digest()
+        softmax(logits, temperature), counts.tolist(), artifact.spec.count_classes, cfg.targets, cfg.errors, cfg.split, manifest.digest()
     )
     old_int8 = artifact.spec.int8
     if cfg.flips is not None and artifact.onnx_path:

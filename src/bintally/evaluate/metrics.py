@@ -7,6 +7,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from bintally.counts import SMALL, CountClasses
 from bintally.model.calibration import softmax
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice for ECE
@@ -60,11 +61,43 @@ def neighbour_auc(true_counts: Counts, probabilities: np.ndarray, classes: Seque
     separation = {}
     for i, (lower, upper) in enumerate(zip(classes, classes[1:])):
         ratio = log_p[:, i + 1] - log_p[:, i]
-        below, above = np.sort(ratio[true == lower]), ratio[true == upper]
+        below, above = ratio[true == lower], ratio[true == upper]
         if len(below) and len(above):
-            beaten, tied = np.searchsorted(below, above, "left"), np.searchsorted(below, above, "right")
-            separation[f"{lower}-{upper}"] = float((beaten + 0.5 * (tied - beaten)).sum() / (len(below) * len(above)))
+            separation[f"{lower}-{upper}"] = rank_auc(below, above)
     return separation
+
+
+def rank_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """The chance that a positive scores above a negative (ties count half): the ROC curve's area."""
+    below = np.sort(negatives)
+    beaten, tied = np.searchsorted(below, positives, "left"), np.searchsorted(below, positives, "right")
+    return float((beaten + 0.5 * (tied - beaten)).sum() / (len(below) * len(positives)))
+
+
+def range_metrics(true_counts: Counts, probabilities: np.ndarray, classes: CountClasses) -> dict:
+    """The whole count range, by parts: scalars for each range the classes reach (`CountClasses.ranges`: 0, 1-5,
+    6 to K-1, K+; true counts as class values), how well "more than 5" is told from "5 or fewer" (AUC of
+    P(count > 5)), and on the 1-5 bins the answer among 1-5 alone, the task a 1-5 model does (comparable with one)."""
+    true, p = classes.clip(true_counts), np.asarray(probabilities, dtype=np.float64)
+    values = np.asarray(classes.values)
+    pred = values[p.argmax(axis=1)]
+    out: dict = {"ranges": {}}
+    for name, (low, high) in classes.ranges().items():
+        inside = (true >= low) & (true <= high)
+        if inside.any():
+            out["ranges"][name] = {**scalars(count_metrics(true[inside], pred[inside])), "n": int(inside.sum())}
+    low, high = SMALL
+    above = values > high
+    if above.any() and (~above).any():
+        more, fewer = p[:, above].sum(axis=1), true > high
+        if fewer.any() and (~fewer).any():
+            out["more_than_5_auc"] = rank_auc(more[~fewer], more[fewer])
+    small = (values >= low) & (values <= high)
+    inside = (true >= low) & (true <= high)
+    if small.sum() >= 2 and not small.all() and inside.any():
+        answered = values[small][p[inside][:, small].argmax(axis=1)]
+        out["small_counts_only"] = {**scalars(count_metrics(true[inside], answered)), "n": int(inside.sum())}
+    return out
 
 
 def count_metrics(
@@ -102,10 +135,13 @@ def count_metrics(
     return metrics
 
 
-def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: Sequence[int]) -> dict:
-    """count_metrics for model outputs: [N, K] logits over `classes`."""
-    probabilities = softmax(logits)
-    return count_metrics(true_counts, np.asarray(classes)[logits.argmax(axis=1)], probabilities, classes)
+def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: CountClasses | Sequence[int]) -> dict:
+    """count_metrics and range_metrics for model outputs: [N, K] logits over `classes`; true counts of K or more
+    score as the open top class K."""
+    classes = CountClasses.of(classes)
+    probabilities, truth = softmax(logits), classes.clip(true_counts)
+    metrics = count_metrics(truth, np.asarray(classes.values)[logits.argmax(axis=1)], probabilities, classes.values)
+    return metrics | range_metrics(truth, probabilities, classes)
 
 
 def constant_answer(reference_counts: Counts, true_counts: Counts) -> dict:

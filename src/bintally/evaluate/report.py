@@ -22,6 +22,7 @@ from matplotlib.figure import Figure  # figures without pyplot: no global state,
 from pydantic import BaseModel
 
 from bintally import storage
+from bintally.counts import CountClasses
 from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.calibrate import class_targets, split_logits
 from bintally.evaluate.metrics import constant_answer, expected_calibration_error, metrics_from_logits, reliability
@@ -37,7 +38,7 @@ class Evaluation(BaseModel):
     recorded_in_artifact: bool
 
 
-def calibration_metrics(logits: np.ndarray, counts: np.ndarray, classes: list[int], temperature: float) -> dict:
+def calibration_metrics(logits: np.ndarray, counts: np.ndarray, classes: CountClasses, temperature: float) -> dict:
     """ECE and the reliability diagram's bins, without (temperature 1) and with the artifact's temperature."""
     known, targets = class_targets(counts, classes)
     if not known.any():
@@ -55,10 +56,10 @@ def calibration_metrics(logits: np.ndarray, counts: np.ndarray, classes: list[in
 def trivial_baseline(artifact: ModelArtifact, manifest: Manifest, counts: np.ndarray) -> dict | None:
     """Always answering the training rows' most common count (the artifact's training splits of this manifest),
     scored on the evaluated bins; None when the manifest has no such training rows."""
-    classes = set(artifact.spec.classes)
+    classes = artifact.spec.count_classes
     splits = artifact.spec.train_config.get("train_splits", ["train"])
-    reference = [r.count for split in splits for r in manifest.split(split) if r.count in classes]
-    return constant_answer(reference, counts) if reference else None
+    reference = [r.count for split in splits for r in manifest.split(split) if classes.contains(r.count)]
+    return constant_answer(classes.clip(reference), classes.clip(counts)) if reference else None
 
 
 def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device: str, batch_size: int, workers: int) -> dict:
@@ -67,10 +68,16 @@ def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device
         logits, counts = split_logits(artifact, manifest, split, device, batch_size, workers)
     except ValueError as exc:
         raise ValueError(f"{manifest_url}: {exc}") from exc
-    metrics = metrics_from_logits(logits / artifact.spec.temperature, counts, artifact.spec.classes)
+    classes = artifact.spec.count_classes
+    known, _ = class_targets(counts, classes)  # a closed model is scored on the bins it can count
+    if not known.any():
+        raise ValueError(f"{manifest_url}: no {split!r} row has a count among the model's classes {classes.labels}")
+    logits, counts = logits[known], counts[known]
+    metrics = metrics_from_logits(logits / artifact.spec.temperature, counts, classes)
     return {
         **metrics,
-        "calibration": calibration_metrics(logits, counts, artifact.spec.classes, artifact.spec.temperature),
+        "classes": classes.labels,
+        "calibration": calibration_metrics(logits, counts, classes, artifact.spec.temperature),
         "baseline": trivial_baseline(artifact, manifest, counts),
         "split": split,
         "manifest": manifest_url,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bintally.counts import CountClasses
 from bintally.model.backbones import Backbone, create_backbone
 from bintally.model.spec import HEADS, Head
 
@@ -54,14 +55,7 @@ class CountModel(nn.Module):
         return out
 
 
-def validate_classes(classes: Sequence[int]) -> list[int]:
-    classes = list(classes)
-    if len(classes) < 2 or sorted(set(classes)) != classes:
-        raise ValueError(f"count classes must be at least two distinct counts in increasing order, got {classes}")
-    return classes
-
-
 def create_model(backbone: str, head: str, classes: list[int], weights: str = "packaged") -> CountModel:
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}: use one of {', '.join(HEADS)}")
-    return CountModel(create_backbone(backbone, weights), head, validate_classes(classes))
+    return CountModel(create_backbone(backbone, weights), head, CountClasses(values=classes).values)

@@ -16,8 +16,9 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from bintally.counts import CountClasses
 from bintally.hardware import int8_pays
 from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, load_artifact
 from bintally.model.calibration import softmax
@@ -33,18 +34,21 @@ Precision = Literal["auto", "fp32", "int8"]
 
 class CountScore(BaseModel):
     count: int
+    at_least: bool = Field(False, description="the count is the model's open top class: this many or more")
     confidence: float
-    probabilities: dict[str, float]  # count (as text, a JSON key) -> probability
+    probabilities: dict[str, float] = Field(description='count class label ("3", or "10+" for an open top class) -> probability')
 
 
-def score(logits: np.ndarray, classes: list[int]) -> CountScore:
-    """One row of logits -> the most probable count and every count's probability."""
+def score(logits: np.ndarray, classes: CountClasses) -> CountScore:
+    """One row of logits -> the most probable count and every count class's probability."""
     probs = softmax(logits)
     best = int(probs.argmax())
+    count = classes.values[best]
     return CountScore(
-        count=classes[best],
+        count=count,
+        at_least=classes.is_open(count),
         confidence=float(probs[best]),
-        probabilities={str(c): float(p) for c, p in zip(classes, probs)},
+        probabilities=dict(zip(classes.labels, map(float, probs))),
     )
 
 
@@ -61,7 +65,7 @@ class Predictor:
         return self.forward(np.ascontiguousarray(batch, dtype=np.float32)) / np.float32(self.spec.temperature)
 
     def score(self, logits: np.ndarray) -> CountScore:
-        return score(logits, self.spec.classes)
+        return score(logits, self.spec.count_classes)
 
     def warm_up(self, max_batch: int) -> None:
         """Run the shapes serving will see once, so the first request is not the slow one."""

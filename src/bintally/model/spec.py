@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from bintally.counts import CountClasses
 from bintally.model.preprocess import Preprocess
 from bintally.reconcile.policy import DecisionPolicy
 
@@ -60,6 +61,7 @@ class ModelSpec(BaseModel):
     backbone: str
     head: Head
     classes: list[int]  # class i is count classes[i]
+    open_top: bool = False  # the last class is "classes[-1] or more" (False: written before open classes, or closed)
     preprocess: Preprocess
     train_config: dict = Field(default_factory=dict)
     manifest_digest: str | None = None
@@ -70,3 +72,7 @@ class ModelSpec(BaseModel):
     decision_policy: DecisionPolicy | None = None  # fitted on validation; None: `DecisionPolicy()`'s defaults
     flips: list[Flip] = []  # test-time augmentation: logits averaged over these flips too (`bintally calibrate --flips`)
     int8: Int8Check | None = None  # set with model.int8.onnx by `bintally export --int8`
+
+    @property
+    def count_classes(self) -> CountClasses:
+        return CountClasses(values=self.classes, open_top=self.open_top)

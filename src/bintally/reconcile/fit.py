@@ -2,8 +2,9 @@
 
 Records are simulated from labelled bins (validation to fit, test to report):
 each bin's correct record (recorded = true count) and its wrong records
-(recorded = true +- d, d = 1, 2, 3, inside the model's counts), weighted by the
-record-error model (`policy.RecordErrors`). Every possible record is enumerated
+(recorded = true +- d, d = 1, 2, 3, kept >= 0 with an open top class, else inside
+the model's counts), weighted by the record-error model (`policy.RecordErrors`).
+A record in the open top class ("K or more") is never accepted. Every possible record is enumerated
 with its weight, so the numbers are exact expectations, free of sampling noise.
 
 Fitting picks, for each accept statistic, the lowest threshold whose accepted
@@ -26,6 +27,7 @@ from typing import TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
+from bintally.counts import CountClasses
 from bintally.reconcile.policy import (
     ACCEPT_STATISTICS,
     FAR,
@@ -63,20 +65,28 @@ class Records:
     error: np.ndarray  # |recorded - true|, 0 for a correct record
     weight: np.ndarray  # its share of the simulated population (sums to 1)
     bin: np.ndarray  # the labelled bin it was made from (index into the bins given to `simulate`)
+    truth: np.ndarray  # that bin's true count, as a class value (K for every count of K or more)
+    acceptable: np.ndarray  # False for a record in the open top class, which is never accepted
+
+    def where(self, mask: np.ndarray) -> Records:
+        """The records under `mask` (shares computed from them are of them)."""
+        arrays = {name: getattr(self, name)[mask] for name in ("error", "weight", "bin", "truth", "acceptable")}
+        return Records(stats={k: v[mask] for k, v in self.stats.items()}, **arrays)
 
 
-def simulate(probabilities: np.ndarray, true_counts: Sequence[int], classes: Sequence[int], errors: RecordErrors) -> Records:
+def simulate(probabilities: np.ndarray, true_counts: Sequence[int], classes: CountClasses | Sequence[int], errors: RecordErrors) -> Records:
     """Every record the error model can make from labelled bins' count probabilities [N, K] over `classes`."""
-    position = {c: i for i, c in enumerate(classes)}
-    q = errors.matrix(classes)
-    truth = np.array([position[c] for c in true_counts])
-    bins, recorded = np.nonzero(q[truth] > 0)  # every (bin, recorded count) the error model allows
-    values = np.asarray(classes)
+    classes = CountClasses.of(classes)
+    made = [(b, r, chance) for b, truth in enumerate(true_counts) for r, chance in errors.recorded(truth, classes).items()]
+    bins, recorded, chances = (np.array(column) for column in zip(*made))
+    truth = np.asarray(true_counts)[bins]
     return Records(
-        stats=statistics(probabilities[bins], recorded, classes, errors),
-        error=np.abs(values[recorded] - values[truth[bins]]),
-        weight=q[truth[bins], recorded] / len(truth),
+        stats=statistics(probabilities[bins], classes.index(recorded), classes, errors),
+        error=np.abs(recorded - truth),
+        weight=chances / len(true_counts),
         bin=bins,
+        truth=classes.clip(truth),
+        acceptable=np.array([not classes.is_open(int(r)) for r in recorded]),
     )
 
 
@@ -99,7 +109,7 @@ class Outcome(BaseModel):
 
 
 def outcome(records: Records, policy: DecisionPolicy) -> Outcome:
-    accept = accepts(records.stats[policy.accept_statistic], policy.accept_at)
+    accept = accepts(records.stats[policy.accept_statistic], policy.accept_at) & records.acceptable
     flag = flags(policy.flag_statistic, records.stats[policy.flag_statistic], policy.flag_at)
     flag &= ~accept  # accepting comes first (`policy.decide`)
     w, wrong = records.weight, records.error > 0
@@ -120,14 +130,22 @@ def outcome(records: Records, policy: DecisionPolicy) -> Outcome:
     )
 
 
+def outcome_by_range(records: Records, policy: DecisionPolicy, classes: CountClasses) -> dict[str, Outcome]:
+    """`outcome` on the records of bins in each count range the classes reach (0, 1-5, 6 to K-1, K+)."""
+    ranges = {name: (records.truth >= low) & (records.truth <= high) for name, (low, high) in classes.ranges().items()}
+    return {name: outcome(records.where(mask), policy) for name, mask in ranges.items() if mask.any()}
+
+
 def accept_curve(
     records: Records, statistic: AcceptStatistic, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each candidate accept threshold (each distinct value, high to low): the threshold, the share
     accepted, the share of accepted records that are wrong, and how many records pass. `weight` ([R], or
-    [draws, R] for resamples, giving [draws, T] rates) replaces the records' own."""
+    [draws, R] for resamples, giving [draws, T] rates) replaces the records' own. Records that are never
+    accepted (the open top class) are left out of the curve, not out of the totals."""
     values = records.stats[statistic]
     order = np.argsort(-values, kind="stable")
+    order = order[records.acceptable[order]]
     v, wrong = values[order], (records.error[order] > 0)
     w = (records.weight if weight is None else weight)[..., order]
     last = np.r_[v[1:] != v[:-1], True]  # the last record of each run of equal values
@@ -202,6 +220,7 @@ class FitReport(BaseModel):
     accepted: dict[str, float]  # for each accept statistic, the share it accepts at its fitted threshold: the choice's reason
     recall_2plus: dict[str, float]  # for each flag statistic, at its fitted threshold: the choice's reason
     outcome: Outcome  # the fitted policy on the data it was fitted on
+    by_range: dict[str, Outcome] = {}  # the same, by the bins' true count: "0", "1-5", "6-9", "10+" (`CountClasses.ranges`)
     notes: list[str]
 
 
@@ -213,7 +232,7 @@ def best_of(scores: Mapping[S, tuple[float | None, float]], names: Sequence[S]) 
 def fit_policy(
     probabilities: np.ndarray,
     true_counts: Sequence[int],
-    classes: Sequence[int],
+    classes: CountClasses | Sequence[int],
     targets: Targets,
     errors: RecordErrors,
     split: str = "val",
@@ -227,7 +246,7 @@ def fit_policy(
     c, resampled = targets.confidence, resampled_weights(records) if targets.confidence is not None else None  # drawn once
     accepting = {s: fit_accept(records, s, targets.max_accepted_error, c, resampled) for s in accept_statistics}
     accept_statistic = best_of(accepting, accept_statistics)
-    accepted = accepts(records.stats[accept_statistic], accepting[accept_statistic][0])
+    accepted = accepts(records.stats[accept_statistic], accepting[accept_statistic][0]) & records.acceptable
     flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted, c, resampled) for s in flag_statistics}
     flag_statistic = best_of(flagging, flag_statistics)
     notes = []
@@ -254,6 +273,7 @@ def fit_policy(
         accepted={s: a for s, (_, a) in accepting.items()},
         recall_2plus={s: r for s, (_, r) in flagging.items()},
         outcome=outcome(records, policy),
+        by_range=outcome_by_range(records, policy, CountClasses.of(classes)),
         notes=notes,
     )
     return DecisionPolicy.model_validate(policy.model_dump() | {"fitted": report.model_dump(mode="json")})

@@ -25,6 +25,10 @@ and flags are fitted on what is left (`fit`).
 A threshold of None never fires: a policy that could not meet its target on
 validation never accepts (or never flags) rather than doing so quietly. A record
 outside the model's count classes cannot be judged and goes to review.
+
+With an open top class ("K or more", `counts.CountClasses`), a record of K or more
+is judged against that class: it is never accepted (the photo cannot confirm an
+exact 25), and it is flagged when the photo clearly holds fewer than K.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
+
+from bintally.counts import CountClasses
 
 Decision = Literal["accept", "review", "mismatch"]
 DECISIONS: tuple[Decision, ...] = ("accept", "review", "mismatch")
@@ -66,24 +72,36 @@ class RecordErrors(BaseModel):
         total = sum(sizes.values())
         return {d: s / total for d, s in sorted(sizes.items())}
 
-    def matrix(self, classes: Sequence[int]) -> np.ndarray:
-        """[K, K]: P(recorded = classes[r] | true = classes[t]) at [t, r]; each row sums to 1. A size that cannot
-        stay inside the counts (3 off a true 3 in 1-5) passes its share to the sizes that can."""
-        position = {c: i for i, c in enumerate(classes)}
-        q = np.zeros((len(classes), len(classes)))
-        for t, truth in enumerate(classes):
-            options = {d: [position[truth + s * d] for s in (1, -1) if truth + s * d in position] for d in self.sizes}
-            live = {d: self.sizes[d] for d, found in options.items() if found and self.sizes[d] > 0}
-            q[t, t] = 1 - self.rate if live else 1.0
-            for d, share in live.items():
-                for r in options[d]:
-                    q[t, r] += self.rate * share / sum(live.values()) / len(options[d])
+    def recorded(self, truth: int, classes: CountClasses) -> dict[int, float]:
+        """P(recorded = r | true = truth) for every record r the model can make of a bin of `truth`: records stay
+        where `classes` can judge them (>= 0 with an open top class, else inside the classes); a size that
+        cannot (3 off a true 3 in 1-5) passes its share to the sizes that can."""
+        options = {d: [truth + s * d for s in (1, -1) if classes.can_record(truth + s * d)] for d in self.sizes}
+        live = {d: self.sizes[d] for d, found in options.items() if found and self.sizes[d] > 0}
+        chances = {truth: 1 - self.rate if live else 1.0}
+        for d, share in live.items():
+            for r in options[d]:
+                chances[r] = chances.get(r, 0.0) + self.rate * share / sum(live.values()) / len(options[d])
+        return chances
+
+    def matrix(self, classes: CountClasses | Sequence[int]) -> np.ndarray:
+        """[K, K]: P(recorded in class r | true = classes[t]) at [t, r]; each row sums to 1. The open top class
+        stands for its lowest count, K, where records cross into and out of it."""
+        classes = CountClasses.of(classes)
+        q = np.zeros((len(classes.values), len(classes.values)))
+        for t, truth in enumerate(classes.values):
+            for r, chance in self.recorded(truth, classes).items():
+                q[t, classes.index([r])[0]] += chance
         return q
 
 
-def statistics(probabilities: np.ndarray, recorded: np.ndarray, classes: Sequence[int], errors: RecordErrors) -> dict[str, np.ndarray]:
-    """The four statistics for N records: count probabilities [N, K] over `classes`, recorded class indices [N]."""
-    values, rows = np.asarray(classes), np.arange(len(recorded))
+def statistics(
+    probabilities: np.ndarray, recorded: np.ndarray, classes: CountClasses | Sequence[int], errors: RecordErrors
+) -> dict[str, np.ndarray]:
+    """The four statistics for N records: count probabilities [N, K] over `classes`, recorded class indices [N].
+    Distances are between class values, so a record in the open class is "far" only from counts K - 2 and below."""
+    classes = CountClasses.of(classes)
+    values, rows = np.asarray(classes.values), np.arange(len(recorded))
     far_mask = np.abs(values[None, :] - values[recorded][:, None]) >= FAR  # [N, K]: is count k far from the record?
     joint = probabilities * errors.matrix(classes)[:, recorded].T  # [N, K]: P(count = t) * P(record | true t)
     evidence = joint.sum(axis=1)
@@ -144,6 +162,7 @@ class DecisionPolicy(BaseModel):
 class Reconciliation(BaseModel):
     expected_quantity: int
     count: int
+    at_least: bool = False  # the count is the model's open top class: this many or more
     match_probability: float
     far_probability: float
     record_correct_probability: float  # under the policy's record-error model
@@ -155,19 +174,19 @@ def decide(accept: bool, flag: bool) -> Decision:
 
 
 def reconcile(probabilities: dict[str, float], expected: int, policy: DecisionPolicy) -> Reconciliation:
-    """`probabilities` maps each count (as text, as the API answers it) to its probability."""
-    count = int(max(probabilities, key=probabilities.__getitem__))
-    classes = [int(c) for c in probabilities]
-    if expected not in classes:
+    """`probabilities` maps each count class (its label, as the API answers it: "3", "10+") to its probability."""
+    classes = CountClasses.from_labels(probabilities)
+    count = classes.values[int(np.argmax(list(probabilities.values())))]
+    found = {"expected_quantity": expected, "count": count, "at_least": classes.is_open(count)}
+    if not classes.contains(expected):
         unknown = {"match_probability": 0.0, "far_probability": 0.0, "record_correct_probability": 0.0}
-        return Reconciliation(expected_quantity=expected, count=count, **unknown, decision="review")
-    p, recorded = np.array([list(probabilities.values())]), np.array([classes.index(expected)])
+        return Reconciliation(**found, **unknown, decision="review")
+    p, recorded = np.array([list(probabilities.values())]), classes.index([expected])
     stats = {name: value[:1] for name, value in statistics(p, recorded, classes, policy.errors).items()}
-    accept = bool(accepts(stats[policy.accept_statistic], policy.accept_at)[0])
+    accept = not classes.is_open(expected) and bool(accepts(stats[policy.accept_statistic], policy.accept_at)[0])
     flag = bool(flags(policy.flag_statistic, stats[policy.flag_statistic], policy.flag_at)[0])
     return Reconciliation(
-        expected_quantity=expected,
-        count=count,
+        **found,
         match_probability=float(stats["match"][0]),
         far_probability=float(stats["far"][0]),
         record_correct_probability=float(stats["record_correct"][0]),

@@ -154,7 +154,7 @@ def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str
     from bintally.ray_scoring import score_on_ray  # the ray extra
 
     found = score_on_ray(cfg, uris)
-    classes = load_artifact(cfg.model).spec.classes
+    classes = load_artifact(cfg.model).spec.count_classes
     return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}
 
 

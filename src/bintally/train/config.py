@@ -57,7 +57,10 @@ class TrainConfig(BaseModel):
     aux_weight: float = Field(0.2, ge=0)  # its loss's weight against the count's
     image_size: int = Field(224, ge=32, le=1024)
     enhance: bool = False  # UnsharpMask before everything, as the original system did
-    classes: list[int] | None = None  # None: the sorted distinct counts of the training rows
+    classes: list[int] | None = None  # explicit count classes, closed (rows outside them are left out); None: top_class
+    # K: the training rows' counts below K are classes, and every count of K or more is one open class "K+"
+    # (None: every count that occurs, no open class). Why 10: README, "Every count".
+    top_class: int | None = Field(10, ge=1)
     train_splits: list[Split] = ["train"]
     val_split: Split | None = "val"  # None: no validation, keep the last epoch
     monitor: Monitor = "accuracy"

@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bintally import storage
+from bintally.counts import CountClasses
 from bintally.data.dataset import BinDataset, sample_rows, with_counts
 from bintally.data.images import Enhance
 from bintally.data.manifest import Manifest, ManifestRow, read_manifest
@@ -44,7 +45,7 @@ from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, save_artifact
 from bintally.model.backbones import normalisation
-from bintally.model.heads import CountModel, create_model, validate_classes
+from bintally.model.heads import CountModel, create_model
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
 from bintally.model.spec import ModelSpec, utc_now
@@ -102,22 +103,23 @@ class RunState(BaseModel):
 class TrainData:
     train_rows: list[ManifestRow]
     val_rows: list[ManifestRow]
-    classes: list[int]
+    classes: CountClasses
 
 
 def select_data(manifest: Manifest, cfg: TrainConfig) -> TrainData:
-    """Training and validation rows; count classes from the training rows unless configured."""
+    """Training and validation rows; count classes from the training rows (up to the open class `top_class`+)
+    unless configured."""
     if cfg.val_split in cfg.train_splits:
         raise ValueError(f"the validation split {cfg.val_split!r} is also a training split; set val_split to None to train on it")
     rows = [r for split in cfg.train_splits for r in manifest.split(split)]
-    classes = validate_classes(cfg.classes or sorted({r.count for r in rows}))
+    classes = CountClasses(values=cfg.classes) if cfg.classes else CountClasses.from_counts((r.count for r in rows), cfg.top_class)
     train_rows = sample_rows(with_counts(rows, classes), cfg.limit_train, cfg.seed)
     val_rows = sample_rows(with_counts(manifest.split(cfg.val_split), classes), cfg.limit_val, cfg.seed) if cfg.val_split else []
     if not train_rows:
-        raise ValueError(f"the manifest has no rows with counts {classes} in splits {cfg.train_splits}")
+        raise ValueError(f"the manifest has no rows with counts {classes.labels} in splits {cfg.train_splits}")
     if cfg.val_split and not val_rows:
         raise ValueError(
-            f"the manifest has no {cfg.val_split!r} rows with counts {classes}; set val_split to None to train without validation"
+            f"the manifest has no {cfg.val_split!r} rows with counts {classes.labels}; set val_split to None to train without validation"
         )
     return TrainData(train_rows, val_rows, classes)
 
@@ -168,7 +170,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: TrainData, pp: Preprocess, ctx: distributed.Context):
         self.cfg, self.data, self.pp, self.ctx = cfg, data, pp, ctx
         torch.manual_seed(cfg.seed)  # the fresh head's initialisation
-        self.model: CountModel = create_model(cfg.backbone, cfg.head, data.classes, cfg.weights)
+        self.model: CountModel = create_model(cfg.backbone, cfg.head, data.classes.values, cfg.weights)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(ctx.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.class_values = self.model.class_values
@@ -301,7 +303,7 @@ class Trainer:
 
     def targets(self, counts: torch.Tensor) -> torch.Tensor:
         """Recorded counts -> class indices (every training and validation row has a count among the classes)."""
-        return torch.searchsorted(self.class_values, counts.to(self.ctx.device, torch.float32))
+        return torch.from_numpy(self.data.classes.index(counts.cpu().numpy())).to(self.ctx.device)
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
         """Scalar metrics and loss over the whole validation split: each rank predicts its share, every rank gets all.
@@ -310,7 +312,7 @@ class Trainer:
         logits, counts = predict_logits(model, self._loader(shard, None, 0, shuffle=False), self.ctx.device)
         parts = [p for p in distributed.gather(self.ctx, (logits, counts)) if len(p[1])]
         logits, counts = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        metrics = scalars(metrics_from_logits(logits, counts, self.data.classes))
+        metrics = scalars(metrics_from_logits(logits, self.data.classes.clip(counts), self.data.classes.values))
         loss = self.loss_fn(torch.from_numpy(logits).to(self.ctx.device), self.targets(torch.from_numpy(counts)))
         return {**metrics, "loss": loss.item()}
 
@@ -402,7 +404,8 @@ def train(
             version=state.version,
             backbone=cfg.backbone,
             head=cfg.head,
-            classes=data.classes,
+            classes=data.classes.values,
+            open_top=data.classes.open_top,
             preprocess=pp,
             train_config={"manifest": manifest_url, **cfg.model_dump(mode="json")},
             manifest_digest=manifest.digest(),
