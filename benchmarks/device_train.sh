@@ -31,14 +31,14 @@ for run in "$@"; do
   start=$(date +%s)
   # The library, not the CLI: the machine lacks the serving packages the CLI imports.
   "$PY" - "$work/manifest.parquet" "$work/$name" "$PACK/lite0.safetensors" "${run#*:}" <<'PY' 2>&1 | tee "$RESULT/$name.log"
-import sys, yaml
+import sys, time, yaml
 from bintally.train.config import RECIPES, TrainConfig
 from bintally.train.loop import train
 manifest, out, weights, options = sys.argv[1:]
 fields = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in options.split(",") if o)}
 recipe = RECIPES[fields.pop("recipe", "default")]
 cfg = TrainConfig(**{**recipe, "weights": weights, "device": "cuda", "workers": 14, **fields})
-result = train(manifest, out, cfg, on_epoch=lambda epoch, val: print(epoch, {k: round(v, 4) for k, v in val.items()}, flush=True))
+result = train(manifest, out, cfg, on_epoch=lambda epoch, val: print(f"{time.monotonic():.1f}", epoch, {k: round(v, 4) for k, v in val.items()}, flush=True))
 print("best", result.best_epoch, result.best_val, result.precision)
 PY
   echo "wall_s $(( $(date +%s) - start ))" | tee -a "$RESULT/$name.log"
