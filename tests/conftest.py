@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # The real ABID sample, read in place (CC BY-NC-SA 3.0 US; never copied into the repo).
@@ -57,6 +58,41 @@ def small_artifact(tmp_path_factory) -> str:
         name="small-test", version="1", backbone="tf_efficientnet_lite0", head="ordinal", classes=classes, preprocess=Preprocess(size=96)
     )
     save_artifact(out, model, spec)
+    return out
+
+
+OPEN_TOP_LOGITS = [0.0, 1.0, 2.0, 1.0, 4.0]  # classes 0, 1, 2, 3 and 4+: P(4+) = 0.80, P(1) = P(3) = 0.04
+
+
+@pytest.fixture(scope="session")
+def open_top_artifact(tmp_path_factory, small_artifact) -> str:
+    """A model with an open top class: the small artifact's spec as counts 0-3 and "4 or more", with a synthetic
+    model.onnx whose logits are OPEN_TOP_LOGITS for every photo (so every answer is 4+, at 80%)."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bintally.model.artifact import ONNX_INPUT, ONNX_OUTPUT, load_artifact, write_spec
+
+    out = str(tmp_path_factory.mktemp("open-top") / "model")
+    shutil.copytree(small_artifact, out)
+    spec = load_artifact(out).spec.model_copy(update={"name": "open-top-test", "classes": [0, 1, 2, 3, 4], "open_top": True})
+    write_spec(out, spec)
+    size = spec.preprocess.size
+    weights = [numpy_helper.from_array(np.zeros((3, 5), np.float32), "w"), numpy_helper.from_array(np.array(OPEN_TOP_LOGITS, np.float32), "b")]
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", [ONNX_INPUT], ["pooled"], axes=[2, 3], keepdims=0),  # [N, 3]: ties the batch size
+            helper.make_node("MatMul", ["pooled", "w"], ["zeros"]),
+            helper.make_node("Add", ["zeros", "b"], [ONNX_OUTPUT]),
+        ],
+        "open-top",
+        [helper.make_tensor_value_info(ONNX_INPUT, TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["batch", 5])],
+        weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f"{out}/model.onnx")
     return out
 
 

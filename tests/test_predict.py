@@ -143,3 +143,19 @@ def test_a_parquet_out_without_ray_is_refused_before_any_work(small_artifact, ph
     with pytest.raises(ValueError, match="needs --ray"):
         predict(PredictConfig(model=small_artifact, inputs=[str(photo_folder)], out=str(out), backend="torch"))
     assert not out.exists()
+
+
+def test_an_open_top_model_writes_at_least_and_its_class_label(open_top_artifact, photo_folder, tmp_path):
+    """A model whose top class is "4 or more": rows say count 4, at_least true, and carry a p_4+ column; the
+    scores read back from the CSV are the ones written."""
+    from bintally.counts import CountClasses
+    from bintally.predict import outcome_of
+
+    out = tmp_path / "predictions.csv"
+    predict(PredictConfig(model=open_top_artifact, inputs=[str(photo_folder)], out=str(out)))
+    rows = read_rows(out)
+    assert list(rows["00585"]) == ["id", "uri", "count", "at_least", "confidence", "p_0", "p_1", "p_2", "p_3", "p_4+", "error"]
+    for bin_id in PHOTO_IDS:
+        assert (rows[bin_id]["count"], rows[bin_id]["at_least"]) == ("4", "true")
+        score = outcome_of(rows[bin_id], CountClasses(values=[0, 1, 2, 3, 4], open_top=True))
+        assert not isinstance(score, str) and score.at_least and score.probabilities["4+"] == pytest.approx(0.80, abs=0.01)

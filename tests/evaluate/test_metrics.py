@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from bintally.evaluate.metrics import constant_answer, count_metrics, metrics_from_logits, neighbour_auc, paired_accuracy_difference
+from bintally.counts import CountClasses
+from bintally.evaluate.metrics import (
+    constant_answer,
+    count_metrics,
+    metrics_from_logits,
+    neighbour_auc,
+    paired_accuracy_difference,
+    range_metrics,
+)
 
 # Six bins: recorded counts and predictions. Errors: 0, 0, +1, -2, 0, +1.
 TRUE = [1, 2, 2, 3, 4, 5]
@@ -108,3 +116,22 @@ def test_empty_or_mismatched_input_is_refused():
         count_metrics([], [])
     with pytest.raises(ValueError, match="as many predictions"):
         count_metrics([1, 2], [1])
+
+
+def test_range_metrics_by_hand():
+    """Classes 0, 1, ..., 6 and 7+ (as 0-6, 7+): a bin of 12 answered 7+ is right; ranges, the AUC of 'more than
+    5' and the 1-5 bins answered among 1-5 alone are worked by hand."""
+    classes = CountClasses(values=list(range(8)), open_top=True)
+    true = [0, 2, 3, 6, 12]
+    p = np.full((5, 8), 0.01)
+    for row, answer in enumerate([0, 6, 3, 6, 7]):  # the 2 is answered 6; its best among 1-5 is 2 (0.05)
+        p[row, answer] = 0.9
+    p[1, 2] = 0.05
+    m = range_metrics(true, p / p.sum(axis=1, keepdims=True), classes)
+    assert m["ranges"]["0"]["accuracy"] == 1.0 and m["ranges"]["0"]["n"] == 1
+    assert m["ranges"]["1-5"]["accuracy"] == 0.5 and m["ranges"]["1-5"]["n"] == 2
+    assert m["ranges"]["6-6"]["accuracy"] == 1.0 and m["ranges"]["7+"]["accuracy"] == 1.0
+    # P(count > 5): 0.91 / 0.97 for the bins of 6 and 12, above 0.91 / 1.01 for the 2 and 0.02 / 0.97 for 0 and 3.
+    assert m["more_than_5_auc"] == 1.0
+    assert m["small_counts_only"]["accuracy"] == 1.0 and m["small_counts_only"]["n"] == 2
+    assert metrics_from_logits(np.log(p), true, classes)["accuracy"] == pytest.approx(0.8)  # 12 scores as 7+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bintally.counts import CountClasses
 from bintally.reconcile.fit import Outcome, Targets, fit_accept, fit_policy, outcome, resampled_weights, simulate
 from bintally.reconcile.policy import DecisionPolicy, RecordErrors
 
@@ -116,3 +117,20 @@ def test_error_sizes_must_make_sense():
     with pytest.raises(ValueError, match="counts >= 1"):
         RecordErrors(sizes={0: 1.0})
     assert RecordErrors(sizes={1: 3, 2: 1}).sizes == {1: 0.75, 2: 0.25}
+
+
+def test_records_of_every_count_are_made_from_the_true_count_and_open_ones_are_never_accepted():
+    """Bins of 0 and 14 under classes 0-9 and 10+: wrong records stay >= 0; a 14's records (11 to 17) are all
+    in 10+, never accepted even at a threshold every record passes; the outcome is given by range."""
+    classes = CountClasses(values=list(range(11)), open_top=True)
+    p = np.full((2, 11), 1 / 11)
+    records = simulate(p, [0, 14], classes, RecordErrors())
+    zero, many = records.bin == 0, records.bin == 1
+    assert records.error[zero].tolist() == [0, 1, 2, 3] and np.isclose(records.weight[zero].sum(), 0.5)
+    assert not records.acceptable[many].any() and records.acceptable[zero].all()
+    assert set(records.truth[many].tolist()) == {10}
+    eager = DecisionPolicy(accept_at=0.01, flag_at=None)
+    assert outcome(records.where(many), eager).accepted == 0.0
+    assert outcome(records.where(zero), eager).accepted == 1.0
+    policy = fit_policy(p, [0, 14], classes, Targets(confidence=None), RecordErrors())
+    assert set(policy.fitted["by_range"]) == {"0", "10+"}

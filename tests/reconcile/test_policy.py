@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from bintally.counts import CountClasses
 from bintally.reconcile.policy import DecisionPolicy, RecordErrors, reconcile, statistics
 
 PROBS = {"1": 0.02, "2": 0.08, "3": 0.70, "4": 0.15, "5": 0.05}
@@ -71,3 +72,32 @@ def test_thresholds_must_be_ordered_and_explicit_ones_override_a_fitted_policy()
         0.05,
     )
     assert overridden.fitted is None
+
+
+OPEN = CountClasses(values=list(range(11)), open_top=True)
+
+
+def _probabilities(mass: dict[str, float]) -> dict[str, float]:
+    """Probabilities over 0..9 and 10+, `mass` on the named classes and the rest spread evenly."""
+    rest = (1 - sum(mass.values())) / (len(OPEN.labels) - len(mass))
+    return {label: mass.get(label, rest) for label in OPEN.labels}
+
+
+def test_a_record_of_k_or_more_is_never_accepted_and_is_flagged_when_the_photo_clearly_holds_fewer():
+    """A record of 25: against a photo of about 2 it is flagged; against a photo of 10+ it goes to a person, even
+    under a policy that accepts at P(count = record) >= 5% (the photo cannot confirm an exact 25)."""
+    eager = DecisionPolicy(accept_at=0.05, flag_statistic="far", flag_at=0.5)
+    few = reconcile(_probabilities({"2": 0.9}), 25, eager)
+    assert few.decision == "mismatch" and few.count == 2 and not few.at_least
+    many = reconcile(_probabilities({"10+": 0.95}), 25, eager)
+    assert many.decision == "review" and many.count == 10 and many.at_least
+    assert reconcile(_probabilities({"10+": 0.95}), 10, eager).decision == "review"
+    assert reconcile(_probabilities({"9": 0.95}), 9, eager).decision == "accept"  # below K: judged as ever
+
+
+def test_the_error_model_keeps_wrong_records_at_zero_or_more_and_folds_the_top_into_the_open_class():
+    q = RecordErrors(rate=0.2, sizes={1: 0.6, 2: 0.3, 3: 0.1}).matrix(OPEN)
+    assert np.allclose(q.sum(axis=1), 1)
+    assert q[0, 0] == pytest.approx(0.8) and q[0, 1] == pytest.approx(0.2 * 0.6)  # from 0 records go up only
+    assert q[10, 10] == pytest.approx(0.8 + 0.1)  # the upward half of a 10's errors stays in 10+
+    assert q[9, 10] == pytest.approx(0.2 * (0.3 + 0.1) / 2 + 0.2 * 0.6 / 2)  # 9 + 1, 2 or 3 are all 10+

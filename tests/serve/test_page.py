@@ -70,3 +70,15 @@ def test_page_checks_a_recorded_quantity(browser, open_server, abid_root, expect
     if expected == "12":
         assert want["decision"] == "review"
     page.close()
+
+
+def test_page_shows_an_open_top_count_as_k_plus(browser, start_server, open_top_artifact, abid_root):
+    """A model whose top class is "4 or more": the page shows 4+, its bar labelled 4+ and marked best."""
+    server = start_server(model=open_top_artifact)
+    page = browser.new_page()
+    page.goto(f"{server.url}/")
+    page.set_input_files("#file", str(abid_root / "bin-images" / "00585.jpg"))
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    assert page.inner_text("#count") == "4+"
+    assert page.inner_text("#bars .bar.best span") == "4+"
+    page.close()

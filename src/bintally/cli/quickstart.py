@@ -16,11 +16,33 @@ from bintally.serve.app import ServeConfig, run
 QUICKSTART = QuickstartConfig(data="")  # the options' defaults are the config's
 
 
+def results_table(metrics: dict) -> Table:
+    """The test numbers over the whole range and by range (with the 1-5 bins answered among 1-5 alone, as a
+    1-5 model answers), beside the trivial answer's."""
+    baseline = metrics.get("baseline") or {}
+    table = Table(title=f"test split ({metrics['n']} bins)")
+    for column in ("bins", "n", "model: accuracy", "+-1", "rmse"):
+        table.add_column(column, justify="left" if column == "bins" else "right")
+    if baseline:
+        table.add_column(f"always {baseline.get('label', baseline['answer'])}: accuracy", justify="right")
+    rows = {"all": metrics, **metrics.get("ranges", {})}
+    if "small_counts_only" in metrics:
+        rows["1-5, answered among 1-5"] = metrics["small_counts_only"]
+    trivial = {"all": baseline, **baseline.get("ranges", {}), "1-5, answered among 1-5": baseline.get("ranges", {}).get("1-5", {})}
+    for name, m in rows.items():
+        known = trivial.get(name, {})
+        extra = [f"{known['accuracy']:.3f}" if "accuracy" in known else "-"] if baseline else []
+        table.add_row(name, f"{m['n']:,}", f"{m['accuracy']:.3f}", f"{m['within_one']:.3f}", f"{m['rmse']:.2f}", *extra)
+    if "more_than_5_auc" in metrics:
+        table.caption = f"more than 5 told from 5 or fewer: AUC {metrics['more_than_5_auc']:.3f}"
+    return table
+
+
 @app.command("quickstart")
 def quickstart_cmd(
     data: Annotated[str, typer.Option("--data", help="ABID root (path or URL)")],
     out: Annotated[str, typer.Option(help="where the manifest, model and report go")] = QUICKSTART.out,
-    counts: Annotated[str, typer.Option(help="count range to learn")] = "{}-{}".format(*QUICKSTART.counts),
+    counts: Annotated[str | None, typer.Option(help="count range to learn, e.g. 1-5 [default: every count]")] = None,
     per_count: Annotated[int, typer.Option(min=10, help="bins per count")] = QUICKSTART.per_count,
     epochs: Annotated[int, typer.Option(min=1)] = QUICKSTART.epochs,
     image_size: Annotated[int, typer.Option(min=32)] = QUICKSTART.image_size,
@@ -39,15 +61,7 @@ def quickstart_cmd(
     )
     with reported_errors(), step_progress() as on_train_step:
         result = run_quickstart(cfg, lambda step: console.print(f"[bold]>[/] {step}"), print_epoch, on_train_step)
-    baseline = result.metrics.get("baseline") or {}
-    table = Table(title=f"test split ({result.metrics['n']} bins)")
-    table.add_column("metric")
-    table.add_column("model", justify="right")
-    if baseline:
-        table.add_column(f"always {baseline['answer']} (trivial)", justify="right")
-    for name in ("accuracy", "within_one", "rmse", "macro_f1"):
-        table.add_row(name, f"{result.metrics[name]:.3f}", *([f"{baseline[name]:.3f}"] if baseline else []))
-    console.print(table)
+    console.print(results_table(result.metrics))
     console.print(f"model: {result.model}   report: {result.report}/report.html   ONNX max |diff|: {result.onnx_max_abs_diff:.2e}")
     if serve:
         console.print(f"open http://{host}:{port}/ and drop a bin photo on the page")

@@ -144,14 +144,22 @@ def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: CountC
     return metrics | range_metrics(truth, probabilities, classes)
 
 
-def constant_answer(reference_counts: Counts, true_counts: Counts) -> dict:
+def constant_answer(reference_counts: Counts, true_counts: Counts, classes: CountClasses | None = None) -> dict:
     """The trivial model beside which a model's numbers are read: always answer the most common count of
-    `reference_counts` (the training rows; ties go to the smaller count), scored on `true_counts`."""
+    `reference_counts` (the training rows; ties go to the smaller count), scored on `true_counts` (as class
+    values of `classes` where given, with its range_metrics)."""
+    if classes is not None:
+        reference_counts, true_counts = classes.clip(reference_counts), classes.clip(true_counts)
     values, frequency = np.unique(np.asarray(reference_counts, dtype=np.int64), return_counts=True)
     if len(values) == 0:
         raise ValueError("the trivial answer needs at least one reference count")
     answer = int(values[frequency.argmax()])
-    return {"answer": answer, **scalars(count_metrics(true_counts, np.full(len(true_counts), answer)))}
+    result = {"answer": answer, **scalars(count_metrics(true_counts, np.full(len(true_counts), answer)))}
+    if classes is None:
+        return result
+    certain = np.zeros((len(true_counts), len(classes.values)))
+    certain[:, classes.index([answer])[0]] = 1.0
+    return result | {"label": classes.label(answer)} | range_metrics(true_counts, certain, classes)
 
 
 def scalars(metrics: dict) -> dict[str, float]:

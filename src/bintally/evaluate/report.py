@@ -59,7 +59,7 @@ def trivial_baseline(artifact: ModelArtifact, manifest: Manifest, counts: np.nda
     classes = artifact.spec.count_classes
     splits = artifact.spec.train_config.get("train_splits", ["train"])
     reference = [r.count for split in splits for r in manifest.split(split) if classes.contains(r.count)]
-    return constant_answer(classes.clip(reference), classes.clip(counts)) if reference else None
+    return constant_answer(reference, counts, classes) if reference else None
 
 
 def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device: str, batch_size: int, workers: int) -> dict:

@@ -1,0 +1,57 @@
+"""The count classes: the open top class, labels, clipping, and the ranges reports use."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from bintally.counts import CountClasses, parse_classes
+
+
+def test_an_open_top_class_holds_every_count_from_k_up():
+    classes = CountClasses(values=list(range(11)), open_top=True)
+    assert classes.labels[-2:] == ["9", "10+"]
+    assert classes.clip([0, 9, 10, 14, 200]).tolist() == [0, 9, 10, 10, 10]
+    assert classes.index([3, 25]).tolist() == [3, 10]
+    assert classes.contains(250) and classes.is_open(12) and not classes.is_open(9)
+    assert classes.can_record(40) and not classes.can_record(-1)
+
+
+def test_closed_classes_know_only_their_counts():
+    classes = CountClasses(values=[1, 2, 3, 4, 5])
+    assert classes.labels == ["1", "2", "3", "4", "5"]
+    assert not classes.contains(0) and not classes.contains(6) and not classes.is_open(5)
+    assert classes.clip([7]).tolist() == [7]  # nothing is folded into a closed top
+    assert not classes.can_record(6)
+
+
+def test_classes_from_training_counts():
+    """Below K every count that occurs; K and above one open class. Without any count reaching K: closed, as before."""
+    assert CountClasses.from_counts([0, 1, 3, 12, 40], top=10) == CountClasses(values=[0, 1, 3, 10], open_top=True)
+    assert CountClasses.from_counts([1, 2, 3, 4, 5], top=10) == CountClasses(values=[1, 2, 3, 4, 5])
+    assert CountClasses.from_counts([1, 2, 30], top=None) == CountClasses(values=[1, 2, 30])
+
+
+def test_labels_read_back_into_the_same_classes():
+    classes = CountClasses(values=[0, 1, 2, 8], open_top=True)
+    assert CountClasses.from_labels(classes.labels) == classes
+    assert CountClasses.from_labels(["1", "2", "3"]) == CountClasses(values=[1, 2, 3])
+
+
+def test_ranges_are_those_the_classes_reach():
+    assert CountClasses(values=list(range(11)), open_top=True).ranges() == {"0": (0, 0), "1-5": (1, 5), "6-9": (6, 9), "10+": (10, 10)}
+    assert CountClasses(values=[1, 2, 3, 4, 5]).ranges() == {"1-5": (1, 5)}
+
+
+@pytest.mark.parametrize("values", [[3], [2, 1], [1, 1, 2], [-1, 0]])
+def test_bad_classes_are_refused(values):
+    with pytest.raises(ValidationError):
+        CountClasses(values=values)
+
+
+def test_parse_classes():
+    assert parse_classes("1-5") == [1, 2, 3, 4, 5]
+    assert parse_classes("1,2,3,4,5") == [1, 2, 3, 4, 5]
+    assert parse_classes("0,2-4") == [0, 2, 3, 4]
+    with pytest.raises(ValueError):
+        parse_classes("one-five")
