@@ -80,7 +80,10 @@ def open_top_artifact(tmp_path_factory, small_artifact) -> str:
     spec = load_artifact(out).spec.model_copy(update={"name": "open-top-test", "classes": [0, 1, 2, 3, 4], "open_top": True})
     write_spec(out, spec)
     size = spec.preprocess.size
-    weights = [numpy_helper.from_array(np.zeros((3, 5), np.float32), "w"), numpy_helper.from_array(np.array(OPEN_TOP_LOGITS, np.float32), "b")]
+    weights = [
+        numpy_helper.from_array(np.zeros((3, 5), np.float32), "w"),
+        numpy_helper.from_array(np.array(OPEN_TOP_LOGITS, np.float32), "b"),
+    ]
     graph = helper.make_graph(
         [
             helper.make_node("ReduceMean", [ONNX_INPUT], ["pooled"], axes=[2, 3], keepdims=0),  # [N, 3]: ties the batch size
