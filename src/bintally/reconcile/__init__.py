@@ -3,4 +3,5 @@
 policy.py   the decision for one record (accept / review / mismatch) under a `DecisionPolicy`
 fit.py      simulated records on labelled data: a policy's error rates, and fitting one to targets
 records.py  `bintally reconcile`: a file of records in, a decisions CSV out, audits
+audit.py    which decided records to recount, and the realised error rates' bounds beside the promise
 """

@@ -6,7 +6,9 @@ column, such as a bin location or an ASIN, is carried through to the output so a
 user can act on a row). The policy is the artifact's fitted one unless explicit
 thresholds are given. Audited counts (`true_quantity`, or `--audited FILE` of
 id, true_quantity from people's recounts) give the realised error among
-accepted records and the precision of flags.
+accepted records and the precision of flags. `--audit-rate` marks a share of the
+accepted and flagged records for a recount (column `audit`; see `audit`), and
+the recounts of marked records bound the realised rates beside the promised ones.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, load_predictor
 from bintally.predict import RayConfig, csv_text, outcome_of, score_images
+from bintally.reconcile.audit import AuditReport, audit_report, is_marked
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 
 OUT_COLUMNS = [
@@ -35,6 +38,7 @@ OUT_COLUMNS = [
     "far_probability",
     "record_correct_probability",
     "decision",
+    "audit",
     "error",
 ]
 RECORD_COLUMNS = {"id", "uri", "expected_quantity", "true_quantity"}
@@ -83,6 +87,8 @@ class ReconcileConfig(BaseModel):
     accept_at: float | None = Field(None, gt=0, le=1)  # explicit thresholds override the artifact's policy
     mismatch_at: float | None = Field(None, ge=0, lt=1)
     audited: str | None = None  # CSV of id, true_quantity
+    audit_rate: float = Field(0.0, ge=0, le=1)  # share of accepted and of flagged records marked for a recount; 0: none
+    audit_seed: int = 0  # with the same seed the same records are marked
     backend: Backend = "onnx"
     precision: Precision = "auto"
     batch_size: int = Field(32, ge=1)
@@ -144,6 +150,7 @@ class ReconcileReport(BaseModel):
     policy: DecisionPolicy
     summary: DecisionSummary
     failed: int
+    audit: AuditReport | None = None  # with marks or recounts: the realised rates and their bounds
 
 
 def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str]:
@@ -165,7 +172,7 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     policy = (load_artifact(cfg.model).spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
     scores = _scores(cfg, sorted({r.uri for r in records}))
     extra_columns = list(dict.fromkeys(k for r in records for k in r.extra))
-    rows, decided, truths = [], [], []
+    rows, decided, truths, marks = [], [], [], []
     for record in records:
         row = {"id": record.id, "uri": record.uri, "expected_quantity": record.expected_quantity, **record.extra}
         outcome = scores[record.uri]
@@ -175,6 +182,7 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
         result = reconcile(outcome.probabilities, record.expected_quantity, policy)
         decided.append(result)
         truths.append(audits.get(record.id, record.true_quantity))
+        marks.append(is_marked(record.id, result.decision, cfg.audit_rate, cfg.audit_seed))
         rows.append(
             row
             | {
@@ -183,8 +191,13 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
                 "far_probability": f"{result.far_probability:.6f}",
                 "record_correct_probability": f"{result.record_correct_probability:.6f}",
                 "decision": result.decision,
+                "audit": str(marks[-1]).lower(),
                 "error": "",
             }
         )
     storage.write_bytes(cfg.out, csv_text(OUT_COLUMNS + extra_columns, rows).encode(), cfg.endpoint_url)
-    return ReconcileReport(out=cfg.out, policy=policy, summary=summarise(decided, truths), failed=len(records) - len(decided))
+    audit = None
+    if cfg.audit_rate > 0 or any(t is not None for t in truths):
+        audit = audit_report(decided, truths, marks if cfg.audit_rate > 0 else None, policy, cfg.audit_rate, cfg.audit_seed)
+    summary = summarise(decided, truths)
+    return ReconcileReport(out=cfg.out, policy=policy, summary=summary, failed=len(records) - len(decided), audit=audit)
