@@ -3,7 +3,12 @@
 Records come from a manifest (its recorded counts, one split) or a CSV with
 `uri` and `expected_quantity` (optional `id`, `true_quantity`; every other
 column, such as a bin location or an ASIN, is carried through to the output so a
-user can act on a row). The policy is the artifact's fitted one unless explicit
+user can act on a row). A record's id is its `id`, or where that is missing or
+blank its uri exactly as written (not the file name: `/day1/00585.jpg` and
+`/day2/00585.jpg` are two bins, whose audits must not mix). A carried column
+named like an output column (`count`, `decision`, ... as in a decisions CSV fed
+back in) is written as `input_<name>` (`input_input_<name>` one round further
+back), so the output's own columns only ever hold this run's numbers. The policy is the artifact's fitted one unless explicit
 thresholds are given. Audited counts (`true_quantity`, or `--audited FILE` of
 id, true_quantity from people's recounts) give the realised error among
 accepted records and the precision of flags. `--audit-rate` marks a share of the
@@ -17,7 +22,6 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import PurePosixPath
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -109,6 +113,15 @@ def _invalid(url: str, line: int, exc: ValidationError) -> ValueError:
     return ValueError(f"{url} line {line}: {'.'.join(map(str, error['loc']))}: {error['msg']}")
 
 
+def carried_name(column: str) -> str:
+    """A carried input column's name in the output: `input_<name>` for one named like an output column, or like one
+    so renamed (a decisions CSV fed back in again): each `input_` is one round further back, and no name is taken twice."""
+    base = column
+    while base.startswith("input_"):
+        base = base.removeprefix("input_")
+    return f"input_{column}" if base in OUT_COLUMNS else column
+
+
 def read_records(url: str, split: str = "test", endpoint_url: str | None = None) -> list[Record]:
     """Records from a manifest (its recorded counts) or a CSV with `uri` and `expected_quantity` columns."""
     if url.endswith(".parquet"):
@@ -119,11 +132,11 @@ def read_records(url: str, split: str = "test", endpoint_url: str | None = None)
             records.append(
                 Record.model_validate(
                     {
-                        "id": row.get("id") or PurePosixPath(row["uri"]).stem,
+                        "id": row.get("id") or row["uri"],
                         "uri": row["uri"],
                         "expected_quantity": row["expected_quantity"],
                         "true_quantity": row.get("true_quantity") or None,
-                        "extra": {k: v for k, v in row.items() if k not in RECORD_COLUMNS and k is not None},
+                        "extra": {carried_name(k): v for k, v in row.items() if k not in RECORD_COLUMNS and k is not None},
                     }
                 )
             )
