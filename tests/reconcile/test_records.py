@@ -41,13 +41,13 @@ def test_reconcile_cli_carries_columns_reads_audits_and_survives_an_unreadable_p
     lines += [f"{p},{q},{t},aisle-{q}" for p, q, t in zip(photos, (1, 2, 3), (1, 3, ""))]
     records.write_text("\n".join([*lines, f"{broken},2,,aisle-9"]) + "\n")
     audits = tmp_path / "audits.csv"
-    audits.write_text("id,true_quantity\n00588,2\n00589,4\n")
+    audits.write_text(f"id,true_quantity\n{photos[1]},2\n{photos[2]},4\n")  # without an id column, the uri is the id
     out = tmp_path / "decisions.csv"
     args = ["reconcile", small_artifact, str(records), "--out", str(out), "--accept-at", "0.01", "--mismatch-at", "0.001"]
     result = CliRunner().invoke(app, [*args, "--audited", str(audits)])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
-    assert [r["id"] for r in rows] == ["00585", "00588", "00589", "broken"]
+    assert [r["id"] for r in rows] == [*map(str, photos), str(broken)]
     assert [r["location"] for r in rows] == ["aisle-1", "aisle-2", "aisle-3", "aisle-9"]
     assert [r["decision"] for r in rows] == ["accept", "accept", "accept", ""]
     assert "ImageError" in rows[3]["error"] and rows[3]["match_probability"] == ""
@@ -62,3 +62,37 @@ def test_records_csv_without_the_needed_columns_is_a_clear_error(tmp_path):
     (tmp_path / "r.csv").write_text("uri,expected_quantity\na.jpg,three\n")
     with pytest.raises(ValueError, match="line 2: expected_quantity"):
         read_records(str(tmp_path / "r.csv"))
+
+
+def test_without_an_id_column_the_uri_is_the_id(tmp_path):
+    """Two days' photos with the same file name. Must hold: two ids (the uris), so their audits stay apart."""
+    (tmp_path / "r.csv").write_text("uri,expected_quantity\n/day1/00585.jpg,3\n/day2/00585.jpg,4\ns3://b/day3/00585.jpg,1\n")
+    assert [r.id for r in read_records(str(tmp_path / "r.csv"))] == ["/day1/00585.jpg", "/day2/00585.jpg", "s3://b/day3/00585.jpg"]
+    (tmp_path / "r.csv").write_text("id,uri,expected_quantity\nbin-7,/day1/00585.jpg,3\n,/day2/00585.jpg,4\n")
+    assert [r.id for r in read_records(str(tmp_path / "r.csv"))] == ["bin-7", "/day2/00585.jpg"]  # a blank id too
+
+
+def test_a_decisions_csv_fed_back_in_keeps_its_columns_renamed(tmp_path, abid_root, small_artifact):
+    """Records carrying columns named like reconcile's output (a decisions CSV fed back in: count, decision, audit,
+    error, and an input_decision from the round before), one photo unreadable. Must hold: no duplicate header; the
+    input's columns carried as input_<name>, the round before's as input_input_decision; the unreadable photo's row
+    has no decision of its own, whatever its input said."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((abid_root / "bin-images" / "00585.jpg").read_bytes()[:300])
+    photo = abid_root / "bin-images" / "00588.jpg"
+    records = tmp_path / "decisions-in.csv"
+    header = "id,uri,expected_quantity,count,decision,audit,error,input_decision,location"
+    records.write_text(f"{header}\na,{photo},2,2,accept,true,,review,aisle-2\nb,{broken},3,3,accept,false,,mismatch,aisle-3\n")
+    out = tmp_path / "decisions.csv"
+    result = CliRunner().invoke(app, ["reconcile", small_artifact, str(records), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    header_out = next(csv.reader(out.open()))
+    assert len(header_out) == len(set(header_out)), header_out
+    rows = list(csv.DictReader(out.open()))
+    carried = ["input_count", "input_decision", "input_audit", "input_error", "input_input_decision", "location"]
+    assert [[r[c] for c in carried] for r in rows] == [
+        ["2", "accept", "true", "", "review", "aisle-2"],
+        ["3", "accept", "false", "", "mismatch", "aisle-3"],
+    ]
+    assert rows[1]["decision"] == rows[1]["count"] == "" and "ImageError" in rows[1]["error"]
+    assert rows[0]["decision"] in ("accept", "review", "mismatch")

@@ -21,6 +21,7 @@ from bintally.cli.app import (
     reported_errors,
 )
 from bintally.predict import RayConfig
+from bintally.reconcile.audit import AuditReport
 from bintally.reconcile.fit import Targets
 from bintally.reconcile.policy import RecordErrors
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
@@ -49,6 +50,8 @@ def reconcile_cmd(
         float | None, typer.Option(help="flag when P(count = expected) <= this [default: the artifact's policy]")
     ] = None,
     audited: Annotated[str | None, typer.Option(help="CSV of id,true_quantity from people's recounts")] = None,
+    audit_rate: Annotated[float, typer.Option(help="mark this share of accepted and of flagged records to recount (column audit)")] = 0.0,
+    audit_seed: Annotated[int, typer.Option(help="the same seed marks the same records, in any order")] = 0,
     backend: BackendOpt = "onnx",
     precision: PrecisionOpt = "auto",
     endpoint_url: EndpointOpt = None,
@@ -68,6 +71,8 @@ def reconcile_cmd(
         accept_at=accept_at,
         mismatch_at=mismatch_at,
         audited=audited,
+        audit_rate=audit_rate,
+        audit_seed=audit_seed,
         backend=backend,
         precision=precision,
         endpoint_url=endpoint_url,
@@ -87,4 +92,17 @@ def reconcile_cmd(
     if s.audited:
         shown = {"accepted records wrong": s.accepted_error, "flags right (record wrong)": s.flag_precision}
         console.print(f"audited {s.audited:,}: " + ", ".join(f"{k} {'-' if v is None else f'{v:.1%}'}" for k, v in shown.items()))
+    if report.audit is not None:
+        print_audit(report.audit)
     console.print(f"wrote {report.out}")
+
+
+def print_audit(a: AuditReport) -> None:
+    marked = f"marked {a.marked:,} ({a.rate:.1%} of accepted and of flagged, seed {a.seed}), " if a.rate > 0 else ""
+    console.print(f"audit: {marked}{a.recounted:,} recounted")
+    for name, r, word in a.named():
+        if r.rate is not None:
+            beside = "" if r.promised is None else f"; {word} {r.promised:.1%}"
+            console.print(f"  {name}: {r.wrong:,}/{r.audited:,} = {r.rate:.1%}, {a.confidence:.0%} upper bound {r.upper:.1%}{beside}")
+    for line in a.warnings():
+        console.print(f"[yellow]{line}[/]")

@@ -3,10 +3,17 @@
 Records come from a manifest (its recorded counts, one split) or a CSV with
 `uri` and `expected_quantity` (optional `id`, `true_quantity`; every other
 column, such as a bin location or an ASIN, is carried through to the output so a
-user can act on a row). The policy is the artifact's fitted one unless explicit
+user can act on a row). A record's id is its `id`, or where that is missing or
+blank its uri exactly as written (not the file name: `/day1/00585.jpg` and
+`/day2/00585.jpg` are two bins, whose audits must not mix). A carried column
+named like an output column (`count`, `decision`, ... as in a decisions CSV fed
+back in) is written as `input_<name>` (`input_input_<name>` one round further
+back), so the output's own columns only ever hold this run's numbers. The policy is the artifact's fitted one unless explicit
 thresholds are given. Audited counts (`true_quantity`, or `--audited FILE` of
 id, true_quantity from people's recounts) give the realised error among
-accepted records and the precision of flags.
+accepted records and the precision of flags. `--audit-rate` marks a share of the
+accepted and flagged records for a recount (column `audit`; see `audit`), and
+the recounts of marked records bound the realised rates beside the promised ones.
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import PurePosixPath
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -24,6 +30,7 @@ from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, load_predictor
 from bintally.predict import RayConfig, csv_text, outcome_of, score_images
+from bintally.reconcile.audit import AuditReport, audit_report, is_marked
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 
 OUT_COLUMNS = [
@@ -35,6 +42,7 @@ OUT_COLUMNS = [
     "far_probability",
     "record_correct_probability",
     "decision",
+    "audit",
     "error",
 ]
 RECORD_COLUMNS = {"id", "uri", "expected_quantity", "true_quantity"}
@@ -83,6 +91,8 @@ class ReconcileConfig(BaseModel):
     accept_at: float | None = Field(None, gt=0, le=1)  # explicit thresholds override the artifact's policy
     mismatch_at: float | None = Field(None, ge=0, lt=1)
     audited: str | None = None  # CSV of id, true_quantity
+    audit_rate: float = Field(0.0, ge=0, le=1)  # share of accepted and of flagged records marked for a recount; 0: none
+    audit_seed: int = 0  # with the same seed the same records are marked
     backend: Backend = "onnx"
     precision: Precision = "auto"
     batch_size: int = Field(32, ge=1)
@@ -103,6 +113,15 @@ def _invalid(url: str, line: int, exc: ValidationError) -> ValueError:
     return ValueError(f"{url} line {line}: {'.'.join(map(str, error['loc']))}: {error['msg']}")
 
 
+def carried_name(column: str) -> str:
+    """A carried input column's name in the output: `input_<name>` for one named like an output column, or like one
+    so renamed (a decisions CSV fed back in again): each `input_` is one round further back, and no name is taken twice."""
+    base = column
+    while base.startswith("input_"):
+        base = base.removeprefix("input_")
+    return f"input_{column}" if base in OUT_COLUMNS else column
+
+
 def read_records(url: str, split: str = "test", endpoint_url: str | None = None) -> list[Record]:
     """Records from a manifest (its recorded counts) or a CSV with `uri` and `expected_quantity` columns."""
     if url.endswith(".parquet"):
@@ -113,11 +132,11 @@ def read_records(url: str, split: str = "test", endpoint_url: str | None = None)
             records.append(
                 Record.model_validate(
                     {
-                        "id": row.get("id") or PurePosixPath(row["uri"]).stem,
+                        "id": row.get("id") or row["uri"],
                         "uri": row["uri"],
                         "expected_quantity": row["expected_quantity"],
                         "true_quantity": row.get("true_quantity") or None,
-                        "extra": {k: v for k, v in row.items() if k not in RECORD_COLUMNS and k is not None},
+                        "extra": {carried_name(k): v for k, v in row.items() if k not in RECORD_COLUMNS and k is not None},
                     }
                 )
             )
@@ -144,6 +163,7 @@ class ReconcileReport(BaseModel):
     policy: DecisionPolicy
     summary: DecisionSummary
     failed: int
+    audit: AuditReport | None = None  # with marks or recounts: the realised rates and their bounds
 
 
 def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str]:
@@ -165,7 +185,7 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     policy = (load_artifact(cfg.model).spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
     scores = _scores(cfg, sorted({r.uri for r in records}))
     extra_columns = list(dict.fromkeys(k for r in records for k in r.extra))
-    rows, decided, truths = [], [], []
+    rows, decided, truths, marks = [], [], [], []
     for record in records:
         row = {"id": record.id, "uri": record.uri, "expected_quantity": record.expected_quantity, **record.extra}
         outcome = scores[record.uri]
@@ -175,6 +195,7 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
         result = reconcile(outcome.probabilities, record.expected_quantity, policy)
         decided.append(result)
         truths.append(audits.get(record.id, record.true_quantity))
+        marks.append(is_marked(record.id, result.decision, cfg.audit_rate, cfg.audit_seed))
         rows.append(
             row
             | {
@@ -183,8 +204,13 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
                 "far_probability": f"{result.far_probability:.6f}",
                 "record_correct_probability": f"{result.record_correct_probability:.6f}",
                 "decision": result.decision,
+                "audit": str(marks[-1]).lower(),
                 "error": "",
             }
         )
     storage.write_bytes(cfg.out, csv_text(OUT_COLUMNS + extra_columns, rows).encode(), cfg.endpoint_url)
-    return ReconcileReport(out=cfg.out, policy=policy, summary=summarise(decided, truths), failed=len(records) - len(decided))
+    audit = None
+    if cfg.audit_rate > 0 or any(t is not None for t in truths):
+        audit = audit_report(decided, truths, marks if cfg.audit_rate > 0 else None, policy, cfg.audit_rate, cfg.audit_seed)
+    summary = summarise(decided, truths)
+    return ReconcileReport(out=cfg.out, policy=policy, summary=summary, failed=len(records) - len(decided), audit=audit)
