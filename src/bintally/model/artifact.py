@@ -14,12 +14,14 @@ Every path is a URL (local or s3://).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
 import tempfile
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import ValidationError
 
 from bintally import storage
@@ -35,6 +37,9 @@ ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "input", "logits"  # the graph's tensor names: [N, 3, S, S] -> [N, K]
 HISTORY_FILE = "history.json"
+# The validation bins' calibrated probabilities and counts the decision policy was fitted on (`bintally calibrate`):
+# reconcile fits the policy again on them, re-weighted to a batch's count distribution (reconcile/prior.py).
+FIT_FILE = "fit.npz"
 
 
 class ArtifactError(ValueError):
@@ -74,10 +79,24 @@ class ModelArtifact:
         path = storage.join(self.path, INT8_FILE)
         return path if self.spec.int8 and storage.exists(path) else None
 
+    def fit_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The policy's fitting bins: calibrated probabilities [N, K] and counts [N] (None: written before them)."""
+        path = storage.join(self.path, FIT_FILE)
+        if not storage.exists(path):
+            return None
+        with np.load(io.BytesIO(storage.read_bytes(path))) as data:
+            return data["probabilities"], data["counts"]
+
     def history(self) -> list[dict]:
         """Per-epoch training metrics, if the artifact came from `bintally train`."""
         path = storage.join(self.path, HISTORY_FILE)
         return json.loads(storage.read_bytes(path)) if storage.exists(path) else []
+
+
+def write_fit_data(out_dir: str, probabilities: np.ndarray, counts: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, probabilities=probabilities.astype(np.float32), counts=counts.astype(np.int64))
+    storage.write_bytes(storage.join(out_dir, FIT_FILE), buf.getvalue())
 
 
 def write_spec(out_dir: str, spec: ModelSpec) -> None:

@@ -74,16 +74,24 @@ class Records:
         return Records(stats={k: v[mask] for k, v in self.stats.items()}, **arrays)
 
 
-def simulate(probabilities: np.ndarray, true_counts: Sequence[int], classes: CountClasses | Sequence[int], errors: RecordErrors) -> Records:
-    """Every record the error model can make from labelled bins' count probabilities [N, K] over `classes`."""
+def simulate(
+    probabilities: np.ndarray,
+    true_counts: Sequence[int],
+    classes: CountClasses | Sequence[int],
+    errors: RecordErrors,
+    bin_weights: np.ndarray | None = None,
+) -> Records:
+    """Every record the error model can make from labelled bins' count probabilities [N, K] over `classes`;
+    `bin_weights` [N] weigh the bins (a population with another count distribution), else each bin counts once."""
     classes = CountClasses.of(classes)
+    share = np.full(len(true_counts), 1 / len(true_counts)) if bin_weights is None else bin_weights / bin_weights.sum()
     made = [(b, r, chance) for b, truth in enumerate(true_counts) for r, chance in errors.recorded(truth, classes).items()]
     bins, recorded, chances = (np.array(column) for column in zip(*made))
     truth = np.asarray(true_counts)[bins]
     return Records(
         stats=statistics(probabilities[bins], classes.index(recorded), classes, errors),
         error=np.abs(recorded - truth),
-        weight=chances / len(true_counts),
+        weight=chances * share[bins],
         bin=bins,
         truth=classes.clip(truth),
         acceptable=np.array([not classes.is_open(int(r)) for r in recorded]),
@@ -239,10 +247,11 @@ def fit_policy(
     manifest_digest: str | None = None,
     accept_statistics: Sequence[AcceptStatistic] = ACCEPT_STATISTICS,
     flag_statistics: Sequence[FlagStatistic] = FLAG_STATISTICS,
+    bin_weights: np.ndarray | None = None,
 ) -> DecisionPolicy:
-    """The decision policy that meets `targets` on these labelled bins, with its report in `fitted`
-    (choosing among the statistics given: fewer, to measure what the others add)."""
-    records = simulate(probabilities, true_counts, classes, errors)
+    """The decision policy that meets `targets` on these labelled bins (weighted by `bin_weights`, see `simulate`),
+    with its report in `fitted` (choosing among the statistics given: fewer, to measure what the others add)."""
+    records = simulate(probabilities, true_counts, classes, errors, bin_weights)
     c, resampled = targets.confidence, resampled_weights(records) if targets.confidence is not None else None  # drawn once
     accepting = {s: fit_accept(records, s, targets.max_accepted_error, c, resampled) for s in accept_statistics}
     accept_statistic = best_of(accepting, accept_statistics)

@@ -38,6 +38,7 @@ OUT_COLUMNS = [
     "uri",
     "expected_quantity",
     "count",
+    "at_least",  # the count is the model's open top class: that many or more
     "match_probability",
     "far_probability",
     "record_correct_probability",
@@ -200,6 +201,7 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
             row
             | {
                 "count": result.count,
+                "at_least": str(result.at_least).lower(),
                 "match_probability": f"{result.match_probability:.6f}",
                 "far_probability": f"{result.far_probability:.6f}",
                 "record_correct_probability": f"{result.record_correct_probability:.6f}",
