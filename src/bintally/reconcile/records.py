@@ -23,8 +23,10 @@ from bintally import storage
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, load_predictor
-from bintally.predict import RayConfig, csv_text, outcome_of, score_images
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
+from bintally.scoring.on_ray import RayConfig, score_on_ray
+from bintally.scoring.one_machine import score_images
+from bintally.scoring.rows import csv_text, outcome_of
 
 OUT_COLUMNS = [
     "id",
@@ -151,8 +153,6 @@ def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str
     if cfg.ray is None:
         predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
-    from bintally.ray_scoring import score_on_ray  # the ray extra
-
     found = score_on_ray(cfg, uris)
     classes = load_artifact(cfg.model).spec.classes
     return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}
