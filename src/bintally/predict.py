@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, Precision, load_predictor
+from bintally.model.predictor import Backend, Precision
+from bintally.scoring.model import load_model
 from bintally.scoring.on_ray import RayConfig, score_on_ray
 from bintally.scoring.one_machine import score_images
 from bintally.scoring.photos import list_images
@@ -52,7 +53,7 @@ def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda
         return _predict_on_ray(cfg, on_progress)
     if cfg.out.endswith(".parquet"):
         raise ValueError("--out .parquet needs --ray (the merged table is written once); without it --out is a CSV appended batch by batch")
-    predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
+    predictor = load_model(cfg.model, cfg.backend, cfg.precision)
     header = columns(predictor.spec.classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
     done = resume(cfg.out, header)

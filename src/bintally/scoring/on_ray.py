@@ -30,8 +30,9 @@ from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.errors import BintallyError
 from bintally.model.artifact import INT8_FILE, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, load_artifact
-from bintally.model.predictor import Backend, Precision, load_predictor
+from bintally.model.predictor import Backend, Precision
 from bintally.model.preprocess import Preprocess, normalise
+from bintally.scoring.model import load_model
 from bintally.scoring.one_machine import score_loaded
 from bintally.scoring.photos import read_photo
 from bintally.scoring.rows import columns, is_scored, prediction_row
@@ -152,7 +153,7 @@ class Scorer:
         self.folder = tempfile.TemporaryDirectory(prefix="bintally-model-")
         for name, data in ray.get(files[0]).items():  # in a list, so Ray hands over the reference, not the bytes
             Path(self.folder.name, name).write_bytes(data)
-        self.predictor = load_predictor(self.folder.name, backend, precision)
+        self.predictor = load_model(self.folder.name, backend, precision)
         self.header = columns(self.predictor.spec.classes)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
