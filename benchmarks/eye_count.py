@@ -26,9 +26,10 @@ from _results import RESULTS, write_result
 from ensemble import COUNTS, member_probabilities
 
 from bintally import storage
+from bintally.accuracy import paired_accuracy_difference
 from bintally.data.images import decode_image
 from bintally.data.manifest import Manifest, ManifestRow, read_manifest
-from bintally.evaluate.metrics import count_metrics, paired_accuracy_difference
+from bintally.evaluate.metrics import count_metrics
 
 
 def validation_rows(manifest: Manifest) -> list[ManifestRow]:

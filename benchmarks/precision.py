@@ -17,9 +17,10 @@ import numpy as np
 from _results import RESULTS, write_result
 
 from bintally import storage
+from bintally.accuracy import paired_accuracy_difference
 from bintally.data.images import decode_image
 from bintally.data.manifest import read_manifest
-from bintally.evaluate.metrics import metrics_from_logits, paired_accuracy_difference, scalars
+from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.predictor import Predictor, load_predictor
 from bintally.model.preprocess import prepare_batch
 

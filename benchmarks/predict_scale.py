@@ -24,7 +24,8 @@ from _model import ABID, benchmark_artifact
 from _results import RESULTS, write_result
 
 from bintally.hardware import hardware
-from bintally.predict import PredictConfig, RayConfig, predict
+from bintally.predict import PredictConfig, predict
+from bintally.scoring.on_ray import RayConfig
 
 AUDIT_PHOTOS, AUDIT_SECONDS = 1_000_000, 3600
 
@@ -46,7 +47,7 @@ def run_once(model: str, folder: str, precision: str, actors: int | None) -> dic
         inputs=[folder],
         out=out,
         precision=precision,
-        # Half a CPU each, so two actors on 2 cores still leave reading tasks room (ray_scoring refuses otherwise).
+        # Half a CPU each, so two actors on 2 cores still leave reading tasks room (scoring/on_ray.py refuses otherwise).
         ray=RayConfig(address="auto", actors=actors, cpus_per_actor=0.5) if actors else None,
     )
     started = time.perf_counter()

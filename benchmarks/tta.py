@@ -19,12 +19,12 @@ import numpy as np
 from _results import RESULTS, write_result
 from torch.utils.data import DataLoader
 
-from bintally.data.dataset import BinDataset
 from bintally.data.manifest import read_manifest
 from bintally.evaluate.metrics import count_metrics
 from bintally.hardware import hardware
 from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
+from bintally.model.dataset import BinDataset
 from bintally.model.inference import pick_device, predict_logits
 from bintally.model.spec import Flip
 

@@ -10,4 +10,5 @@ eval "$services_env"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layers and no-loops contracts in pyproject.toml
 exec .venv/bin/python -m pytest -q "$@"

@@ -149,7 +149,7 @@ def test_an_open_top_model_writes_at_least_and_its_class_label(open_top_artifact
     """A model whose top class is "4 or more": rows say count 4, at_least true, and carry a p_4+ column; the
     scores read back from the CSV are the ones written."""
     from bintally.counts import CountClasses
-    from bintally.predict import outcome_of
+    from bintally.scoring.rows import outcome_of
 
     out = tmp_path / "predictions.csv"
     predict(PredictConfig(model=open_top_artifact, inputs=[str(photo_folder)], out=str(out)))

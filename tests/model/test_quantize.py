@@ -16,7 +16,7 @@ from bintally.model import quantize
 from bintally.model.artifact import INT8_FILE, load_artifact
 from bintally.model.calibration import softmax
 from bintally.model.export import export_onnx
-from bintally.model.predictor import load_predictor
+from bintally.model.predictor import load_predictor, resolve_precision
 from bintally.model.preprocess import prepare_batch
 
 LENIENT = quantize.Int8Config(calibration_photos=16, check_photos=16, max_accuracy_drop=1.0)  # an untrained head
@@ -62,7 +62,7 @@ def test_int8_is_refused_where_there_is_none(exported, small_artifact, monkeypat
     with pytest.raises(ValueError, match="torch backend runs fp32 only"):
         load_predictor(exported, backend="torch", precision="int8")
     monkeypatch.setattr(predictor_module, "int8_pays", lambda bits: True)
-    assert load_predictor(small_artifact, precision="auto").precision == "fp32"
+    assert resolve_precision(load_artifact(small_artifact), "onnx", "auto") == "fp32"
 
 
 def test_an_int8_graph_that_loses_accuracy_is_not_written(exported, monkeypatch):

@@ -14,7 +14,7 @@ from bintally.cli import (
     serve,  # noqa: F401
 )
 from bintally.cli.app import app
-from bintally.predict import LOCAL_RAY
+from bintally.scoring.on_ray import LOCAL_RAY
 
 TRAINING_COMMANDS = ("train", "calibrate", "tune", "quickstart")
 TRAINING_EXTRA = {"torch", "torchvision", "timm", "optuna"}

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bintally.errors import BintallyError
 from bintally.model.predictor import Backend, Precision
-from bintally.predict import RayConfig
+from bintally.scoring.on_ray import RayConfig
 
 app = typer.Typer(
     name="bintally",

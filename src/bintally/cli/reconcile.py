@@ -20,11 +20,11 @@ from bintally.cli.app import (
     ray_config,
     reported_errors,
 )
-from bintally.predict import RayConfig
 from bintally.reconcile.audit import AuditReport
 from bintally.reconcile.fit import Targets
 from bintally.reconcile.policy import RecordErrors
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
+from bintally.scoring.on_ray import RayConfig
 
 TARGETS, ERRORS = Targets(), RecordErrors()
 

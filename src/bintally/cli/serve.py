@@ -22,7 +22,8 @@ from bintally.cli.app import (
     reported_errors,
 )
 from bintally.model.artifact import unpacked
-from bintally.predict import PredictConfig, RayConfig, predict
+from bintally.predict import PredictConfig, predict
+from bintally.scoring.on_ray import RayConfig
 from bintally.serve.app import ServeConfig, run
 from bintally.serve.batching import BatchConfig
 

@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader
 
 from bintally import storage
 from bintally.counts import CountClasses
-from bintally.data.dataset import BinDataset
 from bintally.data.images import decode_image
 from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.metrics import expected_calibration_error
 from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
+from bintally.model.dataset import BinDataset
 from bintally.model.export import CHECK_IMAGES, export_onnx
 from bintally.model.inference import pick_device, predict_logits
 from bintally.model.quantize import export_int8, same_check

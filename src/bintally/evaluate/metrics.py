@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from statistics import NormalDist
 
 import numpy as np
 
@@ -32,19 +31,6 @@ def accuracy_at_coverage(correct: np.ndarray, confidence: np.ndarray) -> dict[st
     order = np.argsort(-confidence, kind="stable")
     ranked = correct[order]
     return {str(x): float(ranked[: max(1, int(np.ceil(len(ranked) * x / 100)))].mean()) for x in COVERAGES}
-
-
-def paired_accuracy_difference(correct_a: np.ndarray, correct_b: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(b's accuracy - a's, low, high) on the same photos: the difference with its normal-approximation interval.
-
-    Pairing is what makes it tight or wide: only photos where exactly one is right move the difference, so two
-    graphs that disagree on many near-ties have a wide interval even when their accuracies are equal."""
-    d = np.asarray(correct_b, dtype=float) - np.asarray(correct_a, dtype=float)
-    if len(d) < 2:
-        return float(d.mean()) if len(d) else 0.0, -1.0, 1.0  # one photo says nothing about the spread
-    half = NormalDist().inv_cdf((1 + confidence) / 2) * d.std(ddof=1) / np.sqrt(len(d))
-    mean = float(d.mean())
-    return mean, max(-1.0, mean - half), min(1.0, mean + half)
 
 
 def neighbour_auc(true_counts: Counts, probabilities: np.ndarray, classes: Sequence[int]) -> dict[str, float]:

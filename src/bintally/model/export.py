@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
+import tempfile
 import warnings
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -24,6 +27,7 @@ from bintally.model.preprocess import prepare_batch
 MAX_ABS_DIFF = 1e-3
 OPSET = 17
 CHECK_IMAGES = 8
+log = logging.getLogger(__name__)
 
 
 class ExportMismatch(BintallyError):
@@ -117,3 +121,14 @@ def export_onnx(artifact: ModelArtifact, out_path: str, check_images: list[Image
         artifact.spec.int8 = None
         write_spec(artifact.path, artifact.spec)
     return diff
+
+
+def export_to_temp(artifact: ModelArtifact) -> str:
+    """The artifact's model.onnx written to a temporary file, for scoring an artifact that has none (it stays as it is)."""
+    out = str(Path(tempfile.mkdtemp(prefix="bintally-onnx-")) / ONNX_FILE)
+    log.warning("%s has no model.onnx; exporting to %s (`bintally export` does it once)", artifact.path, out)
+    # The check needs no real photo: a wrong graph shows on random pixels too.
+    size = artifact.spec.preprocess.size
+    noise = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    export_onnx(artifact, out, check_images=[Image.fromarray(img) for img in noise])
+    return out

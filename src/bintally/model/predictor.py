@@ -8,14 +8,11 @@ probability of each count. Serving and batch scoring share both.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from bintally.counts import CountClasses
@@ -30,6 +27,9 @@ Backend = Literal["onnx", "torch"]
 # auto: the int8 graph where the artifact has one that this CPU runs faster and counts with as checked
 # (`hardware.int8_pays`: VNNI or AMX, or AVX2 for 7-bit weights), else fp32.
 Precision = Literal["auto", "fp32", "int8"]
+# Writes an artifact's fp32 ONNX graph somewhere and answers its path: `model.export` needs torch, so only a
+# caller that may import it passes one (`scoring.model.load_model`).
+Exporter = Callable[[ModelArtifact], str]
 
 
 class CountScore(BaseModel):
@@ -74,13 +74,16 @@ class Predictor:
             self.logits(np.zeros((n, 3, size, size), np.float32))
 
 
-def load_predictor(model_url: str, backend: Backend = "onnx", precision: Precision = "auto", threads: int | None = None) -> Predictor:
-    """The artifact's model ready to score; `threads`: ONNX Runtime's intra-op threads (default: one per core)."""
+def load_predictor(
+    model_url: str, backend: Backend = "onnx", precision: Precision = "auto", threads: int | None = None, exporter: Exporter | None = None
+) -> Predictor:
+    """The artifact's model ready to score; `threads`: ONNX Runtime's intra-op threads (default: one per core).
+    An artifact without model.onnx runs the fp32 graph `exporter` writes, and without one is refused."""
     artifact = load_artifact(model_url)
     chosen = resolve_precision(artifact, backend, precision)
     if backend == "torch":
         return Predictor(artifact.spec, backend, chosen, _torch_forward(artifact))
-    path = artifact.int8_onnx_path if chosen == "int8" else artifact.onnx_path or _export_to_temp(artifact)
+    path = artifact.int8_onnx_path if chosen == "int8" else artifact.onnx_path or _exported(artifact, exporter)
     return Predictor(artifact.spec, backend, chosen, _onnx_forward(path, threads))  # type: ignore[arg-type]  # int8: checked
 
 
@@ -129,17 +132,10 @@ def _onnx_forward(path: str, threads: int | None = None) -> Callable[[np.ndarray
     return lambda batch: session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]
 
 
-def _export_to_temp(artifact: ModelArtifact) -> str:
-    """An artifact without model.onnx is exported once per process, to a temporary file (the artifact stays as it is)."""
-    from bintally.model.export import export_onnx
-
-    out = str(Path(tempfile.mkdtemp(prefix="bintally-onnx-")) / "model.onnx")
-    log.warning("%s has no model.onnx; exporting to %s (`bintally export` does it once)", artifact.path, out)
-    # The check needs no real photo: a wrong graph shows on random pixels too.
-    size = artifact.spec.preprocess.size
-    noise = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-    export_onnx(artifact, out, check_images=[Image.fromarray(img) for img in noise])
-    return out
+def _exported(artifact: ModelArtifact, exporter: Exporter | None) -> str:
+    if exporter is None:
+        raise ValueError(f"{artifact.path} has no model.onnx: `bintally export {artifact.path}` writes one")
+    return exporter(artifact)
 
 
 def _torch_forward(artifact: ModelArtifact) -> Callable[[np.ndarray], np.ndarray]:

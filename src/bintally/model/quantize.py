@@ -20,10 +20,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bintally import storage
+from bintally.accuracy import paired_accuracy_difference
 from bintally.data.images import decode_image
 from bintally.data.manifest import ManifestRow, read_manifest
 from bintally.errors import BintallyError
-from bintally.evaluate.metrics import paired_accuracy_difference
 from bintally.model.artifact import INT8_FILE, ONNX_INPUT, ONNX_OUTPUT, ModelArtifact, write_spec
 from bintally.model.calibration import softmax
 from bintally.model.predictor import onnx_session

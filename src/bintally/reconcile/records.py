@@ -28,10 +28,13 @@ from pydantic import BaseModel, Field, ValidationError
 from bintally import storage
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, CountScore, Precision, load_predictor
-from bintally.predict import RayConfig, csv_text, outcome_of, score_images
+from bintally.model.predictor import Backend, CountScore, Precision
 from bintally.reconcile.audit import AuditReport, audit_report, is_marked
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
+from bintally.scoring.model import load_model
+from bintally.scoring.on_ray import RayConfig, score_on_ray
+from bintally.scoring.one_machine import score_images
+from bintally.scoring.rows import csv_text, outcome_of
 
 OUT_COLUMNS = [
     "id",
@@ -170,10 +173,8 @@ class ReconcileReport(BaseModel):
 def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str]:
     """Each photo's score or error: in this process, or on Ray (resuming from `<out>.shards`)."""
     if cfg.ray is None:
-        predictor = load_predictor(cfg.model, cfg.backend, cfg.precision)
+        predictor = load_model(cfg.model, cfg.backend, cfg.precision)
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
-    from bintally.ray_scoring import score_on_ray  # the ray extra
-
     found = score_on_ray(cfg, uris)
     classes = load_artifact(cfg.model).spec.count_classes
     return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}

@@ -27,8 +27,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, CountScore, Precision, Predictor, load_predictor
+from bintally.model.predictor import Backend, CountScore, Precision, Predictor
 from bintally.reconcile.policy import DecisionPolicy, Reconciliation, reconcile
+from bintally.scoring.model import load_model
 from bintally.serve import inputs
 from bintally.serve.batching import BatchConfig, MicroBatcher, overloaded
 from bintally.serve.body_limit import BodyLimitMiddleware
@@ -121,7 +122,7 @@ class Service:
         try:
             # Workers share the cores: each batch's ONNX Runtime threads are the cores over the workers.
             threads = None if self.cfg.batching.workers == 1 else max(1, (os.cpu_count() or 1) // self.cfg.batching.workers)
-            predictor = await anyio.to_thread.run_sync(load_predictor, self.cfg.model, self.cfg.backend, self.cfg.precision, threads)
+            predictor = await anyio.to_thread.run_sync(load_model, self.cfg.model, self.cfg.backend, self.cfg.precision, threads)
             await anyio.to_thread.run_sync(predictor.warm_up, self.cfg.batching.max_batch)
         except Exception as exc:
             log.exception("cannot load the model %s", self.cfg.model)

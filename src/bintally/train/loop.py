@@ -37,7 +37,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from bintally import storage
 from bintally.counts import CountClasses
-from bintally.data.dataset import BinDataset, sample_rows, with_counts
 from bintally.data.images import Enhance
 from bintally.data.manifest import Manifest, ManifestRow, read_manifest
 from bintally.errors import BintallyError
@@ -45,6 +44,7 @@ from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, save_artifact
 from bintally.model.backbones import normalisation
+from bintally.model.dataset import BinDataset, sample_rows, with_counts
 from bintally.model.heads import CountModel, create_model
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess

@@ -26,9 +26,9 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 from bintally.cli import app, with_ray_default
 from bintally.errors import BintallyError
-from bintally.predict import PredictConfig, RayConfig, predict
-from bintally.ray_scoring import shards_of
+from bintally.predict import PredictConfig, predict
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
+from bintally.scoring.on_ray import RayConfig, shards_of
 
 pytestmark = pytest.mark.slow
 LOCAL_PHOTOS, S3_PHOTOS = 150, 50

@@ -24,19 +24,32 @@ from typing import Protocol, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.errors import BintallyError
 from bintally.model.artifact import INT8_FILE, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, load_artifact
-from bintally.model.predictor import Backend, Precision, load_predictor
+from bintally.model.predictor import Backend, Precision
 from bintally.model.preprocess import Preprocess, normalise
-from bintally.predict import LOCAL_RAY, RayConfig, columns, is_scored, prediction_row, read_photo, score_loaded
+from bintally.scoring.model import load_model
+from bintally.scoring.one_machine import score_loaded
+from bintally.scoring.photos import read_photo
+from bintally.scoring.rows import columns, is_scored, prediction_row
 
 SHARDS_SUFFIX = ".shards"
 READER_CPUS = 0.5  # a photo-reading task's CPUs
+LOCAL_RAY = "local"  # `--ray` with no address: start Ray on this machine for the one job
 log = logging.getLogger(__name__)
+
+
+class RayConfig(BaseModel):
+    """Scoring on a Ray cluster (the `ray` extra)."""
+
+    address: str = LOCAL_RAY  # local | auto (the cluster `ray start` made here) | HOST:PORT of a cluster's head
+    actors: int | None = Field(None, ge=1)  # model actors; default one per node, or one per GPU where the cluster has GPUs
+    cpus_per_actor: float = Field(1, gt=0)  # a reservation: ONNX Runtime's threads use what the node has
+    shard_rows: int = Field(1024, ge=1)  # rows per shard file: at most this many are lost with a killed driver
 
 
 class RayScores(BaseModel):
@@ -140,7 +153,7 @@ class Scorer:
         self.folder = tempfile.TemporaryDirectory(prefix="bintally-model-")
         for name, data in ray.get(files[0]).items():  # in a list, so Ray hands over the reference, not the bytes
             Path(self.folder.name, name).write_bytes(data)
-        self.predictor = load_predictor(self.folder.name, backend, precision)
+        self.predictor = load_model(self.folder.name, backend, precision)
         self.header = columns(self.predictor.spec.count_classes)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:

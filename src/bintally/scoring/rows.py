@@ -1,0 +1,96 @@
+"""A scored photo's row (id, uri, count, confidence, p_<count> for each count, error), and the files of rows:
+a CSV appended to and resumed, or the whole table at once as CSV or Parquet."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import PurePosixPath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bintally import storage
+from bintally.counts import CountClasses
+from bintally.model.predictor import CountScore
+
+
+def columns(classes: CountClasses) -> list[str]:
+    """The output's columns: `at_least` (the count is the open top class, "K or more") only for a model that has one."""
+    at_least = ["at_least"] if classes.open_top else []
+    return ["id", "uri", "count", *at_least, "confidence", *(f"p_{label}" for label in classes.labels), "error"]
+
+
+def prediction_row(uri: str, outcome: CountScore | str) -> dict:
+    row = {"id": PurePosixPath(uri).stem, "uri": uri}
+    if isinstance(outcome, str):
+        return row | {"error": outcome}
+    probabilities = {f"p_{c}": f"{p:.6f}" for c, p in outcome.probabilities.items()}
+    # `at_least` is written only where the header has it (a model with an open top class): writers ignore extras.
+    at_least = str(outcome.at_least).lower()
+    return row | {"count": outcome.count, "at_least": at_least, "confidence": f"{outcome.confidence:.6f}", **probabilities, "error": ""}
+
+
+def outcome_of(row: dict, classes: CountClasses) -> CountScore | str:
+    """A prediction row back to its score, or its error (the inverse of `prediction_row`)."""
+    if row["error"]:
+        return row["error"]
+    probabilities = {label: float(row[f"p_{label}"]) for label in classes.labels}
+    count = int(row["count"])
+    return CountScore(count=count, at_least=classes.is_open(count), confidence=float(row["confidence"]), probabilities=probabilities)
+
+
+def is_scored(row: dict, header: list[str]) -> bool:
+    """A complete, well-formed row of a scored photo: every column, no error, numbers where numbers go.
+    A row cut short by a kill during a write fails this (csv fills its missing fields with None)."""
+    if None in row or any(row.get(k) is None for k in header) or row["error"] or not row["uri"]:
+        return False
+    try:
+        int(row["count"])
+        [float(row[k]) for k in header if k == "confidence" or k.startswith("p_")]
+    except ValueError:
+        return False
+    return True
+
+
+def resume(out: str, header: list[str]) -> set[str]:
+    """The URIs an earlier run scored. Rows that failed, or are torn or malformed, are removed from the file,
+    to be tried again."""
+    if not os.path.exists(out):
+        return set()
+    with open(out, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != header:
+            raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
+        rows = list(reader)
+    done = [row for row in rows if is_scored(row, header)]
+    if len(done) < len(rows):
+        storage.write_bytes(out, csv_text(header, done).encode())
+    return {row["uri"] for row in done}
+
+
+def csv_text(header: list[str], rows: list[dict]) -> str:
+    """Rows as CSV text with a header line."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, header, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_predictions(out: str, header: list[str], rows: list[dict]) -> None:
+    """The whole table at once: CSV, or Parquet (counts and probabilities as numbers) where `out` ends with .parquet."""
+    if not out.endswith(".parquet"):
+        storage.write_bytes(out, csv_text(header, rows).encode())
+        return
+    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64(), "at_least": pa.bool_()}
+
+    def column(k: str) -> pa.Array:
+        if k in numbers:  # empty where the photo failed
+            return pa.array([r.get(k) or None for r in rows], pa.string()).cast(numbers[k])
+        return pa.array([r.get(k, "") for r in rows], pa.string())
+
+    table = pa.table({k: column(k) for k in header})
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    pq.write_table(table, out)
