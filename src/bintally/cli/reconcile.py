@@ -52,6 +52,9 @@ def reconcile_cmd(
     audited: Annotated[str | None, typer.Option(help="CSV of id,true_quantity from people's recounts")] = None,
     audit_rate: Annotated[float, typer.Option(help="mark this share of accepted and of flagged records to recount (column audit)")] = 0.0,
     audit_seed: Annotated[int, typer.Option(help="the same seed marks the same records, in any order")] = 0,
+    adjust_to_batch: Annotated[
+        bool, typer.Option(help="fit the policy again for this batch's count distribution, estimated from its photos")
+    ] = True,
     backend: BackendOpt = "onnx",
     precision: PrecisionOpt = "auto",
     endpoint_url: EndpointOpt = None,
@@ -71,6 +74,7 @@ def reconcile_cmd(
         accept_at=accept_at,
         mismatch_at=mismatch_at,
         audited=audited,
+        adjust_to_batch=adjust_to_batch,
         audit_rate=audit_rate,
         audit_seed=audit_seed,
         backend=backend,
@@ -80,7 +84,10 @@ def reconcile_cmd(
     )
     with reported_errors(), console.status("scoring photos"):
         report = reconcile_records(cfg)
-    console.print(f"policy: {report.policy.describe()}")
+    console.print(f"policy: {report.policy.describe()} ({report.batch.note})")
+    if report.batch.batch_prior and report.batch.fitted_prior:
+        shares = (f"{k} {report.batch.batch_prior[k]:.0%} (fitted on {report.batch.fitted_prior[k]:.0%})" for k in report.batch.batch_prior)
+        console.print("counts in this batch, estimated: " + ", ".join(shares))
     table = Table()
     table.add_column("decision")
     table.add_column("records", justify="right")

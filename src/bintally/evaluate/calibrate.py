@@ -19,7 +19,7 @@ from bintally.counts import CountClasses
 from bintally.data.images import decode_image
 from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.metrics import expected_calibration_error
-from bintally.model.artifact import ModelArtifact, load_artifact, write_spec
+from bintally.model.artifact import ModelArtifact, load_artifact, write_fit_data, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
 from bintally.model.dataset import BinDataset
 from bintally.model.export import CHECK_IMAGES, export_onnx
@@ -110,6 +110,7 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
         export_onnx(artifact, artifact.onnx_path, photos)  # forgets the int8 graph quantised from the old one
     update = {"temperature": temperature, "calibration": report.model_dump(), "decision_policy": policy}
     write_spec(cfg.model, artifact.spec.model_copy(update=update))
+    write_fit_data(cfg.model, softmax(logits, temperature), counts)  # reconcile fits the policy again on them for a batch
     # An artifact served in int8 stays so: quantised again from the new graph (Int8Mismatch if it fails its check).
     remade = None
     if old_int8 and cfg.flips is not None and artifact.onnx_path:

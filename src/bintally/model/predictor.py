@@ -41,7 +41,10 @@ class CountScore(BaseModel):
 
 def score(logits: np.ndarray, classes: CountClasses) -> CountScore:
     """One row of logits -> the most probable count and every count class's probability."""
-    probs = softmax(logits)
+    return score_probabilities(softmax(logits), classes)
+
+
+def score_probabilities(probs: np.ndarray, classes: CountClasses) -> CountScore:
     best = int(probs.argmax())
     count = classes.values[best]
     return CountScore(

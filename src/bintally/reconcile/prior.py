@@ -22,7 +22,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from bintally.counts import CountClasses
 from bintally.errors import BintallyError
+from bintally.reconcile.fit import Targets, fit_policy
+from bintally.reconcile.policy import DecisionPolicy
 
 # Below this many photos the estimate is refused. A class share estimated from N photos has a sampling
 # standard error of at least sqrt(share (1 - share) / N) (more, as EM must undo the model's confusion):
@@ -86,3 +89,51 @@ def estimate_prior(
         converged = bool(np.abs(new - prior).max() < tol)
         prior = new
     return PriorEstimate(prior=prior.tolist(), probabilities=adjust(p, train, prior), iterations=iterations, converged=converged)
+
+
+class BatchPolicy(BaseModel):
+    """A fitted policy carried over to a batch with another count distribution (`adapt_to_batch`)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    fitted_prior: dict[str, float]  # count class -> its share among the bins the policy was fitted on
+    batch_prior: dict[str, float]  # count class -> its estimated share in the batch
+    probabilities: np.ndarray  # [N, K]: the batch's posteriors under its own prior
+    policy: DecisionPolicy  # fitted again on the fitting bins, re-weighted to the batch's prior
+
+
+def fitting_prior(counts: np.ndarray, classes: CountClasses) -> np.ndarray:
+    """The count-class shares of the bins a policy was fitted on, half a bin added to each class so that no class
+    the model knows has a share of 0 (EM could then never give it any)."""
+    return (np.bincount(classes.index(counts), minlength=len(classes.values)) + 0.5) / (len(counts) + 0.5 * len(classes.values))
+
+
+def adapt_to_batch(
+    probabilities: np.ndarray, fit_probabilities: np.ndarray, fit_counts: np.ndarray, classes: CountClasses, policy: DecisionPolicy
+) -> BatchPolicy:
+    """The batch's count distribution (EM on its posteriors [N, K]), its posteriors under it, and the policy fitted
+    again as it was fitted (same targets, error model and statistics) on its fitting bins re-weighted to that
+    distribution, their posteriors adjusted alike: the promise is then about records of this batch's bins.
+    Raises TooFewPhotos for a small batch; `policy` must carry its fit report."""
+    if policy.fitted is None:
+        raise ValueError("the policy has no fit report (explicit thresholds): nothing to fit again for the batch")
+    fitted = fitting_prior(fit_counts, classes)
+    estimate = estimate_prior(probabilities, fitted)
+    batch = np.asarray(estimate.prior)
+    weights = (batch / fitted)[classes.index(fit_counts)]
+    refit = fit_policy(
+        adjust(fit_probabilities, fitted, batch),
+        fit_counts.tolist(),
+        classes,
+        Targets.model_validate(policy.fitted["targets"]),
+        policy.errors,
+        split=f"{policy.fitted['split']}, re-weighted to the batch's count distribution",
+        manifest_digest=policy.fitted.get("manifest_digest"),
+        bin_weights=weights,
+    )
+    return BatchPolicy(
+        fitted_prior=dict(zip(classes.labels, fitted.tolist())),
+        batch_prior=dict(zip(classes.labels, estimate.prior)),
+        probabilities=estimate.probabilities,
+        policy=refit,
+    )

@@ -22,15 +22,18 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Sequence
+from typing import cast
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from bintally import storage
 from bintally.data.manifest import read_manifest
-from bintally.model.artifact import load_artifact
-from bintally.model.predictor import Backend, CountScore, Precision
+from bintally.model.artifact import ModelArtifact, load_artifact
+from bintally.model.predictor import Backend, CountScore, Precision, score_probabilities
 from bintally.reconcile.audit import AuditReport, audit_report, is_marked
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
+from bintally.reconcile.prior import TooFewPhotos, adapt_to_batch
 from bintally.scoring.model import load_model
 from bintally.scoring.on_ray import RayConfig, score_on_ray
 from bintally.scoring.one_machine import score_images
@@ -102,6 +105,9 @@ class ReconcileConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     endpoint_url: str | None = None
     ray: RayConfig | None = None  # None: this process alone
+    # Fit the policy again for this batch's own count distribution (estimated from its photos), where the artifact
+    # keeps the bins it was fitted on (reconcile/prior.py); with explicit thresholds nothing is fitted.
+    adjust_to_batch: bool = True
 
 
 def _read_csv(url: str, endpoint_url: str | None, needed: set[str]) -> list[tuple[int, dict[str, str]]]:
@@ -162,9 +168,18 @@ def read_audits(url: str, endpoint_url: str | None = None) -> dict[str, int]:
     return {k: v for k, v in audits.items() if v is not None}
 
 
+class BatchAdjustment(BaseModel):
+    """What the batch's count distribution did to the decisions: its estimate beside the fitting bins', or why not."""
+
+    fitted_prior: dict[str, float] | None = None
+    batch_prior: dict[str, float] | None = None
+    note: str  # what was done, for people
+
+
 class ReconcileReport(BaseModel):
     out: str
-    policy: DecisionPolicy
+    policy: DecisionPolicy  # the policy that decided (fitted again for the batch where it was)
+    batch: BatchAdjustment
     summary: DecisionSummary
     failed: int
     audit: AuditReport | None = None  # with marks or recounts: the realised rates and their bounds
@@ -180,12 +195,40 @@ def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str
     return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}
 
 
+def for_batch(
+    scores: dict[str, CountScore | str], artifact: ModelArtifact, policy: DecisionPolicy, adjust: bool
+) -> tuple[dict[str, CountScore | str], DecisionPolicy, BatchAdjustment]:
+    """The scores and the policy for this batch's count distribution (`prior.adapt_to_batch`), or as they are,
+    saying why: adjusting is off, the thresholds are explicit, the artifact keeps no fitting bins, the batch is small."""
+    fit = artifact.fit_data()
+    why = (
+        "off (--no-adjust-to-batch)" if not adjust
+        else "explicit thresholds" if policy.fitted is None
+        else "the artifact keeps no fitting bins (bintally calibrate writes them)" if fit is None
+        else None
+    )  # fmt: skip
+    if why or fit is None:
+        return scores, policy, BatchAdjustment(note=f"the policy as fitted: {why}")
+    classes = artifact.spec.count_classes
+    photos = [uri for uri, s in scores.items() if not isinstance(s, str)]
+    probabilities = np.array([list(cast(CountScore, scores[uri]).probabilities.values()) for uri in photos]).reshape(len(photos), -1)
+    try:
+        adapted = adapt_to_batch(probabilities, *fit, classes, policy)
+    except TooFewPhotos as exc:
+        return scores, policy, BatchAdjustment(note=f"the policy as fitted: {exc}")
+    adjusted = {uri: score_probabilities(p, classes) for uri, p in zip(photos, adapted.probabilities)}
+    note = "the policy fitted again for this batch's count distribution, estimated from its photos"
+    batch = BatchAdjustment(fitted_prior=adapted.fitted_prior, batch_prior=adapted.batch_prior, note=note)
+    return scores | adjusted, adapted.policy, batch
+
+
 def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     """Score every record's photo, decide, and write one CSV row per record (with an error where unreadable)."""
     records = read_records(cfg.records, cfg.split, cfg.endpoint_url)
     audits = read_audits(cfg.audited, cfg.endpoint_url) if cfg.audited else {}
-    policy = (load_artifact(cfg.model).spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
-    scores = _scores(cfg, sorted({r.uri for r in records}))
+    artifact = load_artifact(cfg.model)
+    policy = (artifact.spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
+    scores, policy, batch = for_batch(_scores(cfg, sorted({r.uri for r in records})), artifact, policy, cfg.adjust_to_batch)
     extra_columns = list(dict.fromkeys(k for r in records for k in r.extra))
     rows, decided, truths, marks = [], [], [], []
     for record in records:
@@ -216,4 +259,4 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     if cfg.audit_rate > 0 or any(t is not None for t in truths):
         audit = audit_report(decided, truths, marks if cfg.audit_rate > 0 else None, policy, cfg.audit_rate, cfg.audit_seed)
     summary = summarise(decided, truths)
-    return ReconcileReport(out=cfg.out, policy=policy, summary=summary, failed=len(records) - len(decided), audit=audit)
+    return ReconcileReport(out=cfg.out, policy=policy, batch=batch, summary=summary, failed=len(records) - len(decided), audit=audit)
