@@ -81,3 +81,19 @@ def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.parametrize(
+    "thresholds, status, says",
+    [
+        (["--accept-at", "0.3", "--mismatch-at", "0.4"], 2, "must be below accept_at (0.3)"),  # a usage error
+        (["--accept-at", "0.03"], 1, "do not fit"),  # below the artifact's own mismatch threshold (0.05)
+    ],
+    ids=["with-each-other", "with-the-artifact"],
+)
+def test_thresholds_that_cannot_go_together_are_refused_at_startup(small_artifact, thresholds, status, says):
+    """Tried: `bintally serve MODEL` with thresholds that cannot make a policy. Must hold: it exits at once with
+    the reason (never serves /readyz 503 'still loading' forever)."""
+    command = [sys.executable, "-m", "bintally", "serve", small_artifact, "--port", str(free_port()), *thresholds]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == status and says in " ".join(done.stderr.replace("│", " ").split()), done.stderr
