@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,17 +60,27 @@ def test_the_serve_command_serves_an_enhanced_model_with_its_own_preprocessing(e
     assert proc.returncode in (0, -signal.SIGTERM) and b"Finished server process" in err
 
 
-def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact_dir, photos, tmp_path):
-    """Tried: the artifact packed as SageMaker hands it over (MODEL_DIR/model.tar.gz), `bintally serve MODEL_DIR` with
-    SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS and _TIMEOUT set and no options. Must hold: /ping 200 on
-    that port; /readyz shows the workers and timeout; /invocations answers [[5 logits]]."""
+@pytest.mark.parametrize("layout", ["model.tar.gz", "unpacked-in-a-subfolder"])
+def test_a_sagemaker_model_is_served_on_the_port_sagemaker_names(artifact_dir, photos, tmp_path, layout):
+    """Tried: the artifact as SageMaker hands it over: MODEL_DIR/model.tar.gz, or that archive (its members under
+    run/) unpacked into MODEL_DIR, as SageMaker hosting does; `bintally serve MODEL_DIR` with SAGEMAKER_BIND_TO_PORT,
+    SAGEMAKER_MODEL_SERVER_WORKERS and _TIMEOUT set and no options, then SIGTERM. Must hold: /ping 200 on that
+    port; /readyz shows the workers and timeout; /invocations answers [[5 logits]]; no unpacked copy is left."""
     model_dir = tmp_path / "opt" / "ml" / "model"
     model_dir.mkdir(parents=True)
-    with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
-        for name in ("model.json", "model.safetensors", "model.onnx"):
-            archive.add(f"{artifact_dir}/{name}", arcname=name)
-    port = free_port()
+    names = ("model.json", "model.safetensors", "model.onnx")
+    if layout == "model.tar.gz":
+        with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
+            for name in names:
+                archive.add(f"{artifact_dir}/{name}", arcname=name)
+    else:
+        (model_dir / "run").mkdir()
+        for name in names:
+            shutil.copy(f"{artifact_dir}/{name}", model_dir / "run")
+    port, tmp = free_port(), tmp_path / "tmp"
+    tmp.mkdir()
     env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
+    env["TMPDIR"] = str(tmp)  # where the archive is unpacked
     proc = subprocess.Popen([sys.executable, "-m", "bintally", "serve", str(model_dir)], env=env, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -81,6 +92,7 @@ def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact
     finally:
         proc.terminate()
         proc.wait(30)
+    assert not list(tmp.glob("bintally-model-*"))
 
 
 @pytest.mark.parametrize(
