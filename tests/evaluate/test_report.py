@@ -100,7 +100,15 @@ def test_training_fitted_the_temperature_and_policy_and_calibrate_refits_them(ev
     assert refit.temperature == pytest.approx(spec.temperature)  # same data, same model: the same fit
     assert "temperature" in result.output and "policy:" in result.output
     refused = CliRunner().invoke(app, ["calibrate", str(run), str(small_manifest), "--split", "test"])
-    assert refused.exit_code == 1 and "test split" in refused.output
+    assert refused.exit_code == 2 and "holds the test rows" in " ".join(refused.output.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("split", ["test", "all"])
+def test_calibrate_refuses_every_split_that_holds_test_rows(tmp_path, split):
+    """Tried: `bintally calibrate --split test`, and `--split all` (every row, the test rows too). Must hold: a usage
+    error (exit 2) saying why, before anything is read or fitted."""
+    refused = CliRunner().invoke(app, ["calibrate", str(tmp_path / "model"), str(tmp_path / "m.parquet"), "--split", split])
+    assert refused.exit_code == 2 and "holds the test rows" in " ".join(refused.output.replace("│", " ").split()), refused.output
 
 
 def test_export_writes_checked_onnx_into_the_artifact(evaluated):

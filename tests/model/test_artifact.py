@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tarfile
 
 import pytest
@@ -45,18 +47,56 @@ def test_model_tar_gz_unpacks_to_its_one_artifact_and_bad_archives_are_refused(s
     good.mkdir()
     with tarfile.open(good / "model.tar.gz", "w:gz") as archive:
         archive.add(small_artifact, arcname="run")
-    assert load_artifact(unpacked(str(good))).spec.name == "small-test"
-    assert unpacked(small_artifact) == small_artifact  # an unpacked artifact is used as it is
+    with unpacked(str(good)) as artifact:
+        assert load_artifact(artifact).spec.name == "small-test"
+    with unpacked(small_artifact) as artifact:
+        assert artifact == small_artifact  # an unpacked artifact is used as it is
 
     empty = tmp_path / "empty.tar.gz"
     with tarfile.open(empty, "w:gz") as archive:
         archive.add(f"{small_artifact}/model.safetensors", arcname="weights.safetensors")
-    with pytest.raises(ArtifactError, match="holds 0 model artifacts"):
-        unpacked(str(empty))
+    with pytest.raises(ArtifactError, match="holds 0 model artifacts"), unpacked(str(empty)):
+        pass
 
     climbing = tmp_path / "climbing.tar.gz"
     with tarfile.open(climbing, "w:gz") as archive:
         archive.add(f"{small_artifact}/model.json", arcname="../escaped.json")
-    with pytest.raises(ArtifactError, match="unpacks safely"):
-        unpacked(str(climbing))
+    with pytest.raises(ArtifactError, match="unpacks safely"), unpacked(str(climbing)):
+        pass
     assert not (tmp_path.parent / "escaped.json").exists()
+
+
+@pytest.mark.parametrize("layout", ["", "run", "opt/ml/run"], ids=["files-at-the-top", "one-subfolder", "nested"])
+def test_the_folders_sagemaker_unpacks_a_model_tar_gz_into_are_artifacts(small_artifact, tmp_path, layout):
+    """SageMaker hosting unpacks model.tar.gz into /opt/ml/model itself. Tried: the artifact's files as a tar's
+    members would leave them there (at the top, in a subfolder, deeper), as a directory tree; then a second artifact
+    beside it. Must hold: each is the artifact; with two below the top, which one is meant is not guessed."""
+    model_dir = tmp_path / "opt" / "ml" / "model"
+    shutil.copytree(small_artifact, model_dir / layout)
+    with unpacked(str(model_dir)) as artifact:
+        assert load_artifact(artifact).spec.name == "small-test"
+    shutil.copytree(small_artifact, model_dir / "another")
+    if layout:
+        with pytest.raises(ArtifactError, match="holds 2 model artifacts"), unpacked(str(model_dir)):
+            pass
+
+
+def test_an_archive_is_unpacked_for_the_block_only_and_a_tar_bomb_is_refused(small_artifact, tmp_path):
+    """Tried: a model.tar.gz used in a block; then one of 3 MB of zeros (a few KB packed) under a 1 MB cap. Must
+    hold: the temporary folder is gone after the block; the bomb is refused before anything is written."""
+    packed = tmp_path / "model.tar.gz"
+    with tarfile.open(packed, "w:gz") as archive:
+        archive.add(small_artifact, arcname="run")
+    with unpacked(str(packed)) as artifact:
+        assert load_artifact(artifact).spec.name == "small-test"
+    assert not os.path.exists(artifact)
+
+    zeros = tmp_path / "zeros.bin"
+    zeros.write_bytes(bytes(3 * 2**20))
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as archive:
+        archive.add(small_artifact, arcname="run")
+        archive.add(zeros, arcname="run/padding.bin")
+    size = os.path.getsize(f"{small_artifact}/model.safetensors")
+    with pytest.raises(ArtifactError, match="unpacks to .* bytes, more than the"), unpacked(str(bomb), max_bytes=size + 2**20):
+        pass

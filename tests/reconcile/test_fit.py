@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bintally.counts import CountClasses
-from bintally.reconcile.fit import Outcome, Targets, fit_accept, fit_policy, outcome, resampled_weights, simulate
+from bintally.reconcile.fit import MIN_SUPPORT, Outcome, Targets, fit_accept, fit_flag, fit_policy, outcome, resampled_weights, simulate
 from bintally.reconcile.policy import DecisionPolicy, RecordErrors
 
 CLASSES = [1, 2, 3, 4, 5]
@@ -111,6 +111,29 @@ def test_with_confidence_the_target_holds_in_that_share_of_resamples_and_costs_a
     chosen = records.stats["match"] >= sure
     error = (weights * (chosen & (records.error > 0))).sum(axis=1) / (weights * chosen).sum(axis=1)
     assert (error <= 0.05).mean() >= 0.95
+
+
+def test_a_resample_that_accepts_nothing_does_not_meet_the_target():
+    """20 sure bins (0.9 on the truth) and 20 that know nothing (0.2 on every count). Tried: 100 resamples, 90 of
+    all the bins once and 10 of the unknowing bins alone (twice each). Accepting at 0.9 takes only the sure bins'
+    correct records: no error where it accepts, nothing accepted in the 10 draws without them. Must hold: at 95%
+    confidence those 10 draws count against the threshold, so no threshold meets 5% (lower ones take in the
+    unknowing bins' wrong records); in expectation 0.9 does."""
+    truths = [c for c in CLASSES for _ in range(4)]
+    probs, records_of = np.vstack([confident(truths, 0.9), np.full((20, 5), 0.2)]), truths + truths
+    records = simulate(probs, records_of, CLASSES, RecordErrors())
+    draws = np.vstack([np.ones((90, 40)), np.tile(np.r_[np.zeros(20), np.full(20, 2.0)], (10, 1))])  # [draws, bins]
+    assert fit_accept(records, "match", 0.05)[0] == pytest.approx(0.9)
+    assert fit_accept(records, "match", 0.05, confidence=0.95, resampled=records.weight * draws[:, records.bin]) == (None, 0.0)
+
+
+def test_a_threshold_needs_the_support_of_enough_bins_not_records():
+    """Bins of true count 3 that give it 0.9 and 0.025 to each other count: each makes four wrong records (said 1,
+    2, 4 or 5), all at P(count = recorded) 0.025, and flagging at 0.025 catches them all with no false flag. Must
+    hold: with 5 such bins (20 records, 5 bins) the flag is not trusted; with MIN_SUPPORT bins it is."""
+    few, enough = ([3] * n for n in (5, MIN_SUPPORT))
+    assert fit_flag(simulate(confident(few, 0.9), few, CLASSES, RecordErrors()), "match", 0.05) == (None, 0.0)
+    assert fit_flag(simulate(confident(enough, 0.9), enough, CLASSES, RecordErrors()), "match", 0.05) == pytest.approx((0.025, 1.0))
 
 
 def test_error_sizes_must_make_sense():

@@ -244,6 +244,17 @@ def test_not_ready_until_the_model_loads(start_server, photo):
     assert response.status_code == 503 and response.json()["error"]["code"] == "not_ready"
 
 
+def test_thresholds_that_do_not_fit_the_artifacts_policy_are_reported_not_lost(start_server):
+    """Tried: a server whose accept_at (0.03) is below the mismatch threshold of the artifact's policy (the
+    defaults: flag at P(count = recorded) <= 0.05), built as a library user builds one (no CLI check before).
+    Must hold: /readyz turns from 'still loading' to 503 naming the conflict, not 'still loading' forever."""
+    server = start_server(wait_ready=False, accept_at=0.03)
+    deadline = time.monotonic() + 60
+    while "still loading" in (ready := httpx.get(f"{server.url}/readyz")).text and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ready.status_code == 503 and "do not fit" in ready.json()["error"]["message"], ready.text
+
+
 def test_onnx_and_torch_backends_agree(start_server, open_server, photos):
     """Each real photo counted by the ONNX server and by a PyTorch server: same count, probabilities within 1e-4."""
     torch_server = start_server(backend="torch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,17 +60,27 @@ def test_the_serve_command_serves_an_enhanced_model_with_its_own_preprocessing(e
     assert proc.returncode in (0, -signal.SIGTERM) and b"Finished server process" in err
 
 
-def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact_dir, photos, tmp_path):
-    """Tried: the artifact packed as SageMaker hands it over (MODEL_DIR/model.tar.gz), `bintally serve MODEL_DIR` with
-    SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS and _TIMEOUT set and no options. Must hold: /ping 200 on
-    that port; /readyz shows the workers and timeout; /invocations answers [[5 logits]]."""
+@pytest.mark.parametrize("layout", ["model.tar.gz", "unpacked-in-a-subfolder"])
+def test_a_sagemaker_model_is_served_on_the_port_sagemaker_names(artifact_dir, photos, tmp_path, layout):
+    """Tried: the artifact as SageMaker hands it over: MODEL_DIR/model.tar.gz, or that archive (its members under
+    run/) unpacked into MODEL_DIR, as SageMaker hosting does; `bintally serve MODEL_DIR` with SAGEMAKER_BIND_TO_PORT,
+    SAGEMAKER_MODEL_SERVER_WORKERS and _TIMEOUT set and no options, then SIGTERM. Must hold: /ping 200 on that
+    port; /readyz shows the workers and timeout; /invocations answers [[5 logits]]; no unpacked copy is left."""
     model_dir = tmp_path / "opt" / "ml" / "model"
     model_dir.mkdir(parents=True)
-    with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
-        for name in ("model.json", "model.safetensors", "model.onnx"):
-            archive.add(f"{artifact_dir}/{name}", arcname=name)
-    port = free_port()
+    names = ("model.json", "model.safetensors", "model.onnx")
+    if layout == "model.tar.gz":
+        with tarfile.open(model_dir / "model.tar.gz", "w:gz") as archive:
+            for name in names:
+                archive.add(f"{artifact_dir}/{name}", arcname=name)
+    else:
+        (model_dir / "run").mkdir()
+        for name in names:
+            shutil.copy(f"{artifact_dir}/{name}", model_dir / "run")
+    port, tmp = free_port(), tmp_path / "tmp"
+    tmp.mkdir()
     env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
+    env["TMPDIR"] = str(tmp)  # where the archive is unpacked
     proc = subprocess.Popen([sys.executable, "-m", "bintally", "serve", str(model_dir)], env=env, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -81,3 +92,20 @@ def test_a_sagemaker_model_tar_gz_is_served_on_the_port_sagemaker_names(artifact
     finally:
         proc.terminate()
         proc.wait(30)
+    assert not list(tmp.glob("bintally-model-*"))
+
+
+@pytest.mark.parametrize(
+    "thresholds, status, says",
+    [
+        (["--accept-at", "0.3", "--mismatch-at", "0.4"], 2, "must be below accept_at (0.3)"),  # a usage error
+        (["--accept-at", "0.03"], 1, "do not fit"),  # below the artifact's own mismatch threshold (0.05)
+    ],
+    ids=["with-each-other", "with-the-artifact"],
+)
+def test_thresholds_that_cannot_go_together_are_refused_at_startup(small_artifact, thresholds, status, says):
+    """Tried: `bintally serve MODEL` with thresholds that cannot make a policy. Must hold: it exits at once with
+    the reason (never serves /readyz 503 'still loading' forever)."""
+    command = [sys.executable, "-m", "bintally", "serve", small_artifact, "--port", str(free_port()), *thresholds]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == status and says in " ".join(done.stderr.replace("│", " ").split()), done.stderr

@@ -41,6 +41,18 @@ def assert_serves(url: str, photos: dict[str, bytes]) -> None:
     assert httpx.get(f"{url}/ping").status_code == 200
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_docker_builds_from_the_containerfile_with_the_same_ignore_file_as_podman():
+    """docker reads only a Dockerfile unless told (-f) and only .dockerignore: without them it copies .venv, runs/
+    and .git into the build. Must hold: every documented `docker build` names the Containerfile, and .dockerignore
+    is .containerignore."""
+    builds = [line for name in ("README.md", "Containerfile") for line in (ROOT / name).read_text().splitlines() if "docker build" in line]
+    assert builds and all("-f Containerfile" in line for line in builds), builds
+    assert (ROOT / ".dockerignore").read_text() == (ROOT / ".containerignore").read_text()
+
+
 def test_the_serve_image_serves_a_model_mounted_at_opt_ml_model(serve_image, artifact_dir, photos, tmp_path):
     """Tried: the artifact folder mounted at /opt/ml/model, `podman run IMAGE` (its default command is `serve`).
     Must hold: /readyz within two minutes; /invocations and /v1/count answer real bin JPEGs; no torch in the image."""

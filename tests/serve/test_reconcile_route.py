@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import csv
+import shutil
 
 import httpx
 import pytest
 
+from bintally.model.artifact import load_artifact, write_spec
 from bintally.reconcile.policy import DecisionPolicy, reconcile
+from bintally.reconcile.records import ReconcileConfig, reconcile_records
 
 JPEG = {"content-type": "image/jpeg"}
 
@@ -96,3 +100,33 @@ def test_explicit_thresholds_override_the_artifacts_policy(start_server, photos)
             c.post(f"/v1/reconcile?expected_quantity={e}", content=photos["00594"], headers=JPEG).json()["decision"] for e in range(1, 6)
         }
     assert decisions == {"accept"}
+
+
+def test_reconcile_and_serve_decide_with_the_artifacts_fitted_policy(start_server, open_server, artifact_dir, abid_root, photos, tmp_path):
+    """Tried: the test artifact given a fitted policy whose thresholds sit between its own probabilities for one real
+    photo: accept above the most likely count's second best, flag below the second least likely. Must hold: for
+    recorded counts 1-5, `bintally reconcile`'s library path and /v1/reconcile both accept the most likely count,
+    flag the least likely and send the rest to review (the default policy sends all five to review)."""
+    counted = httpx.post(f"{open_server.url}/v1/count", content=photos["00594"], headers=JPEG, timeout=60).json()["probabilities"]
+    ranked = sorted(counted, key=counted.__getitem__)  # least likely count first
+    p = [counted[c] for c in ranked]
+    assert p[1] - p[0] > 1e-3 and p[-1] - p[-2] > 1e-3, f"the photo's probabilities are too close to part: {counted}"
+    fitted = DecisionPolicy(accept_at=(p[-1] + p[-2]) / 2, flag_at=(p[0] + p[1]) / 2, fitted={"split": "val", "bins": 40})
+    model = str(tmp_path / "model")
+    shutil.copytree(artifact_dir, model)
+    write_spec(model, load_artifact(model).spec.model_copy(update={"decision_policy": fitted}))
+    want = {int(c): "mismatch" if c == ranked[0] else "accept" if c == ranked[-1] else "review" for c in counted}
+    assert {reconcile(counted, e, DecisionPolicy()).decision for e in want} == {"review"}
+
+    records = tmp_path / "records.csv"
+    uri = abid_root / "bin-images" / "00594.jpg"
+    records.write_text("id,uri,expected_quantity\n" + "".join(f"r{e},{uri},{e}\n" for e in want))
+    report = reconcile_records(ReconcileConfig(model=model, records=str(records), out=str(tmp_path / "decisions.csv")))
+    used = report.policy
+    assert (used.accept_at, used.flag_at, used.fitted) == (fitted.accept_at, fitted.flag_at, fitted.fitted)
+    assert {int(r["expected_quantity"]): r["decision"] for r in csv.DictReader((tmp_path / "decisions.csv").open())} == want
+
+    server = start_server(model=model)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        served = {e: c.post(f"/v1/reconcile?expected_quantity={e}", content=photos["00594"], headers=JPEG).json()["decision"] for e in want}
+    assert served == want

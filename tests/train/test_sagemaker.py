@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bintally.cli import app
 from bintally.model.artifact import load_artifact
+from bintally.train.sagemaker import job_config
 
 IDS_PER_COUNT = 20
 
@@ -32,6 +35,22 @@ def job_root(tmp_path: Path, abid_root: Path, hyperparameters: dict[str, str]) -
     (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     (root / "model").mkdir()
     return root
+
+
+def test_the_hyperparameters_sagemaker_adds_are_ignored_and_a_misspelt_option_is_still_refused(tmp_path, caplog):
+    """Tried: a tuning job's hyperparameters.json: the tuner's `_tuning_objective_metric` and the SDK's `sagemaker_*`
+    beside `epochs`; then the same with `epochz`. Must hold: the first trains with epochs 2 and logs what it
+    ignored; the second is refused naming `epochz`."""
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    added = {"_tuning_objective_metric": "val_accuracy", "sagemaker_program": "train.py", "sagemaker_region": "us-east-1"}
+    (config / "hyperparameters.json").write_text(json.dumps({"epochs": "2", **added}))
+    with caplog.at_level(logging.WARNING):
+        assert job_config(tmp_path).epochs == 2
+    assert "_tuning_objective_metric, sagemaker_program, sagemaker_region" in caplog.text
+    (config / "hyperparameters.json").write_text(json.dumps({"epochz": "2", **added}))
+    with pytest.raises(ValueError, match="unknown hyperparameters: epochz$"):
+        job_config(tmp_path)
 
 
 def test_a_training_job_writes_its_artifact_where_sagemaker_collects_it(abid_root, tmp_path):

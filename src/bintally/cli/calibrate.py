@@ -17,7 +17,7 @@ from bintally.reconcile.policy import RecordErrors
 def calibrate_cmd(
     model: Annotated[str, typer.Argument(help="model artifact directory; its model.json is updated")],
     manifest: Annotated[str, typer.Argument(help="manifest .parquet with labelled bins")],
-    split: Annotated[str, typer.Option(help="held-out split to fit on (never test)")] = "val",
+    split: Annotated[str, typer.Option(help="held-out split to fit on (never test, nor all, which holds it)")] = "val",
     max_accepted_error: Annotated[float, typer.Option(help="of accepted records, at most this share wrong")] = TARGETS.max_accepted_error,
     max_false_flags: Annotated[float, typer.Option(help="of correct records, at most this share flagged")] = TARGETS.max_false_flags,
     confidence: Annotated[

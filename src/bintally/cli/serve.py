@@ -68,9 +68,7 @@ def serve_cmd(
 ) -> None:
     """Serve a model over HTTP: /v1/count, SageMaker's /invocations and /ping, /metrics, /docs, and a page at /.
 
-    With no MODEL it serves SageMaker's /opt/ml/model, unpacked there or as model.tar.gz."""
-    with reported_errors():
-        model = unpacked(model)
+    With no MODEL it serves SageMaker's /opt/ml/model: the artifact there (or in a folder below), or its model.tar.gz."""
     batching = make_config(
         BatchConfig, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, workers=workers, timeout_s=timeout
     )
@@ -89,9 +87,10 @@ def serve_cmd(
         accept_at=accept_at,
         mismatch_at=mismatch_at,
     )
-    console.print(f"serving {model} on http://{host}:{port}/ ({backend}, precision {precision}); open it in a browser to count a photo")
-    with reported_errors():
-        run(cfg, host, port, max_connections)
+    with reported_errors(), unpacked(model) as artifact:  # an archive's temporary folder lasts as long as the server
+        url = f"http://{host}:{port}/"
+        console.print(f"serving {artifact} on {url} ({backend}, precision {precision}); open it in a browser to count a photo")
+        run(cfg.model_copy(update={"model": artifact}), host, port, max_connections)
 
 
 @app.command("predict")

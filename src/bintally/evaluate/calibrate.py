@@ -11,7 +11,7 @@ evaluate). Training runs this on its validation split when it ends.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from torch.utils.data import DataLoader
 
 from bintally import storage
@@ -33,13 +33,20 @@ from bintally.reconcile.policy import DecisionPolicy, RecordErrors
 class CalibrateConfig(BaseModel):
     model: str
     manifest: str
-    split: str = "val"  # never the test split: it is for reporting once
+    split: str = "val"  # never a selection with test rows: they are for reporting once
     flips: list[Flip] | None = None  # test-time flips to set on the artifact first; None: keep its own
     targets: Targets = Targets()
     errors: RecordErrors = RecordErrors()
     device: str = "auto"
     batch_size: int = Field(64, ge=1)
     workers: int = Field(2, ge=0)
+
+    @field_validator("split")
+    @classmethod
+    def _held_out(cls, split: str) -> str:
+        if split in ("test", "all"):  # `all` holds the test rows too
+            raise ValueError(f"split {split!r} holds the test rows, which calibrating would tune on; use val (or another held-out split)")
+        return split
 
 
 class CalibrationReport(BaseModel):
@@ -78,8 +85,6 @@ def class_targets(counts: np.ndarray, classes: CountClasses) -> tuple[np.ndarray
 
 
 def calibrate(cfg: CalibrateConfig) -> Calibration:
-    if cfg.split == "test":
-        raise ValueError("calibrating on the test split would tune on it; use the validation split (or another held-out one)")
     artifact = load_artifact(cfg.model)
     if cfg.flips is not None:  # the temperature and policy below are fitted with the flips in place
         artifact.spec = artifact.spec.model_copy(update={"flips": cfg.flips})

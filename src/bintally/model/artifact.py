@@ -17,8 +17,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import signal
 import tarfile
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,35 +118,78 @@ def save_artifact(out_dir: str, model: torch.nn.Module, spec: ModelSpec) -> None
 
 
 PACKED_FILE = "model.tar.gz"  # how SageMaker hands a model over (MODEL/model.tar.gz, or the file itself)
+# An artifact takes a few hundred MB at most; an archive that unpacks to more is refused (a tar bomb).
+MAX_UNPACKED_BYTES = 4 * 2**30
 
 
-def _plain_members(archive: tarfile.TarFile, out: str, packed: str) -> list[tarfile.TarInfo]:
+def _plain_members(archive: tarfile.TarFile, out: str, packed: str, max_bytes: int) -> list[tarfile.TarInfo]:
     """Every member, if each is a plain file or folder that lands inside `out` (Python before 3.11.4, e.g.
-    Debian 12's, has no extraction filter to say so)."""
+    Debian 12's, has no extraction filter to say so) and together they unpack to at most `max_bytes`."""
     root = os.path.realpath(out)
-    for member in archive.getmembers():
+    members = archive.getmembers()
+    for member in members:
         target = os.path.realpath(os.path.join(root, member.name))
         if not (member.isfile() or member.isdir()) or os.path.commonpath([root, target]) != root:
             raise ArtifactError(f"{packed} is not a model archive that unpacks safely: {member.name!r} is not a plain file inside it")
-    return archive.getmembers()
+    size = sum(member.size for member in members)  # what extraction writes: each member's declared size
+    if size > max_bytes:
+        raise ArtifactError(f"{packed} unpacks to {size:,} bytes, more than the {max_bytes:,} a model artifact may take")
+    return members
 
 
-def unpacked(path: str) -> str:
-    """`path` as an artifact directory: itself, or the contents of a local model.tar.gz (the file, or one in the
-    folder), extracted once to a temporary folder (members that would land outside it are refused)."""
-    packed = path if path.endswith((".tar.gz", ".tgz")) else os.path.join(path, PACKED_FILE)
-    if storage.is_remote(path) or storage.exists(storage.join(path, SPEC_FILE)) or not os.path.isfile(packed):
-        return path
-    out = tempfile.mkdtemp(prefix="bintally-model-")
+def _one_artifact(root: str, where: str) -> str | None:
+    """The one folder under `root` (itself, or at any depth, as an archive may nest it) with a model.json; None if
+    there is none."""
+    found = [folder for folder, _, files in os.walk(root) if SPEC_FILE in files]
+    if len(found) > 1:
+        raise ArtifactError(f"{where} holds {len(found)} model artifacts (folders with {SPEC_FILE}); it needs exactly one")
+    return found[0] if found else None
+
+
+@contextmanager
+def _removed_on_sigterm(folder: str) -> Iterator[None]:
+    """While the block runs, SIGTERM (how a server is stopped) removes `folder` first and then ends the process as
+    it would have: a signal's default action ends Python without running `finally` blocks. uvicorn keeps this
+    handler and raises the signal again when it has shut down."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def remove_then_end(signum: int, _frame: object) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, remove_then_end)
     try:
-        with tarfile.open(packed) as archive:
-            archive.extractall(out, members=_plain_members(archive, out, packed))
-    except tarfile.TarError as exc:
-        raise ArtifactError(f"{packed} is not a model archive that unpacks safely: {exc}") from exc
-    found = [root for root, _, files in os.walk(out) if SPEC_FILE in files]
-    if len(found) != 1:
-        raise ArtifactError(f"{packed} holds {len(found)} model artifacts (folders with {SPEC_FILE}); it needs exactly one")
-    return found[0]
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def unpacked(path: str, max_bytes: int = MAX_UNPACKED_BYTES) -> Iterator[str]:
+    """`path` as an artifact directory for the block, in every layout SageMaker presents: the artifact itself; a
+    folder holding it further down (SageMaker unpacks model.tar.gz into /opt/ml/model itself, subfolders and all);
+    or a local model.tar.gz (the file, or one in the folder), extracted to a temporary folder that is removed after
+    the block (or on SIGTERM). An archive's members must land inside that folder and unpack to at most `max_bytes`."""
+    packed = path if path.endswith((".tar.gz", ".tgz")) else os.path.join(path, PACKED_FILE)
+    if storage.is_remote(path) or storage.exists(storage.join(path, SPEC_FILE)):
+        yield path
+        return
+    if not os.path.isfile(packed):  # a folder holding the artifact further down, or a path load_artifact refuses
+        yield _one_artifact(path, path) or path
+        return
+    with tempfile.TemporaryDirectory(prefix="bintally-model-") as out, _removed_on_sigterm(out):
+        try:
+            with tarfile.open(packed) as archive:
+                archive.extractall(out, members=_plain_members(archive, out, packed, max_bytes))
+        except tarfile.TarError as exc:
+            raise ArtifactError(f"{packed} is not a model archive that unpacks safely: {exc}") from exc
+        found = _one_artifact(out, packed)
+        if found is None:
+            raise ArtifactError(f"{packed} holds 0 model artifacts (folders with {SPEC_FILE}); it needs exactly one")
+        yield found
 
 
 def load_artifact(path: str) -> ModelArtifact:

@@ -43,7 +43,7 @@ from bintally.reconcile.policy import (
 )
 
 S = TypeVar("S", bound=str)
-MIN_SUPPORT = 20  # a threshold is only trusted if at least this many simulated records pass it
+MIN_SUPPORT = 20  # a threshold is only trusted if records of at least this many labelled bins pass it
 
 
 RESAMPLES = 200  # bootstrap draws of the labelled bins, for the confidence of a fitted threshold
@@ -144,29 +144,39 @@ def outcome_by_range(records: Records, policy: DecisionPolicy, classes: CountCla
     return {name: outcome(records.where(mask), policy) for name, mask in ranges.items() if mask.any()}
 
 
+def bins_passing(records: Records, order: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """For each candidate threshold (records taken in `order`, thresholds at `last`): how many distinct labelled
+    bins have a record that passes it. Support counts bins, not records: one bin makes up to ~7 records."""
+    bins = records.bin[order]
+    first = np.zeros(len(bins), bool)
+    first[np.unique(bins, return_index=True)[1]] = True  # each bin's first record in this order
+    return np.cumsum(first)[last]
+
+
 def accept_curve(
     records: Records, statistic: AcceptStatistic, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each candidate accept threshold (each distinct value, high to low): the threshold, the share
-    accepted, the share of accepted records that are wrong, and how many records pass. `weight` ([R], or
-    [draws, R] for resamples, giving [draws, T] rates) replaces the records' own. Records that are never
-    accepted (the open top class) are left out of the curve, not out of the totals."""
+    accepted, the share of accepted records that are wrong (1 where none is accepted: a resample that accepts
+    nothing meets no target), and how many labelled bins pass. `weight` ([R], or [draws, R] for resamples, giving
+    [draws, T] rates) replaces the records' own. Records that are never accepted (the open top class) are left out
+    of the curve, not out of the totals."""
     values = records.stats[statistic]
     order = np.argsort(-values, kind="stable")
     order = order[records.acceptable[order]]
     v, wrong = values[order], (records.error[order] > 0)
     w = (records.weight if weight is None else weight)[..., order]
-    last = np.r_[v[1:] != v[:-1], True]  # the last record of each run of equal values
+    last = np.r_[v[1:] != v[:-1], True][: len(v)]  # the last record of each run of equal values (none if none can be accepted)
     accepted = np.cumsum(w, axis=-1)[..., last]
-    error = np.cumsum(w * wrong, axis=-1)[..., last] / np.maximum(accepted, 1e-12)
-    return v[last], accepted, error, np.arange(1, len(v) + 1)[last]
+    error = np.where(accepted > 0, np.cumsum(w * wrong, axis=-1)[..., last] / np.maximum(accepted, 1e-12), 1.0)
+    return v[last], accepted, error, bins_passing(records, order, last)
 
 
 def flag_curve(
     records: Records, statistic: FlagStatistic, accepted: np.ndarray | None = None, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each candidate flag threshold, flagging more and more: the threshold, the false-flag rate, the recall
-    of records off by two or more, and how many records pass. Records in `accepted` are never flagged (accepting
+    of records off by two or more, and how many labelled bins pass. Records in `accepted` are never flagged (accepting
     comes first), so they count in the rates' totals but are never caught. `weight` as in `accept_curve`."""
     values = records.stats[statistic]
     order = np.argsort(values if statistic in LOW_MEANS_WRONG else -values, kind="stable")
@@ -177,7 +187,7 @@ def flag_curve(
     correct, far = (error == 0), (error >= FAR)
     false_flags = np.cumsum(flaggable * correct, axis=-1)[..., last] / np.maximum((w * correct).sum(-1, keepdims=True), 1e-12)
     recall = np.cumsum(flaggable * far, axis=-1)[..., last] / np.maximum((w * far).sum(-1, keepdims=True), 1e-12)
-    return v[last], false_flags, recall, np.arange(1, len(v) + 1)[last]
+    return v[last], false_flags, recall, bins_passing(records, order, last)
 
 
 def fit_accept(

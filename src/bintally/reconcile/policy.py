@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from bintally.counts import CountClasses
 
@@ -145,11 +145,17 @@ class DecisionPolicy(BaseModel):
         return self
 
     def with_thresholds(self, accept_at: float | None = None, mismatch_at: float | None = None) -> DecisionPolicy:
-        """This policy with explicit thresholds on P(count = recorded) in place of its own."""
+        """This policy with explicit thresholds on P(count = recorded) in place of its own. Thresholds that cannot go
+        together (with each other, or one with this policy's own) are a ValueError of one line, for a command to print."""
         update: dict = {} if accept_at is None else {"accept_statistic": "match", "accept_at": accept_at}
         if mismatch_at is not None:
             update |= {"flag_statistic": "match", "flag_at": mismatch_at}
-        return DecisionPolicy.model_validate({**self.model_dump(), **update, "fitted": None}) if update else self
+        if not update:
+            return self
+        try:
+            return DecisionPolicy.model_validate({**self.model_dump(), **update, "fitted": None})
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from exc
 
     def describe(self) -> str:
         accepting, flagging = STATISTIC_TEXT[self.accept_statistic], STATISTIC_TEXT[self.flag_statistic]

@@ -23,11 +23,12 @@ import uvicorn
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, Predictor
+from bintally.model.spec import ModelSpec
 from bintally.reconcile.policy import DecisionPolicy, Reconciliation, reconcile
 from bintally.scoring.model import load_model
 from bintally.serve import inputs
@@ -65,6 +66,14 @@ class ServeConfig(BaseModel):
         for prefix in prefixes:
             UriPrefix.parse(prefix)  # a prefix that cannot be compared part by part is refused at startup
         return prefixes
+
+    @field_validator("mismatch_at")
+    @classmethod
+    def _below_accept_at(cls, mismatch_at: float | None, info: ValidationInfo) -> float | None:
+        accept_at = info.data.get("accept_at")
+        if mismatch_at is not None and accept_at is not None and mismatch_at >= accept_at:
+            raise ValueError(f"must be below accept_at ({accept_at}): both are thresholds on P(count = recorded)")
+        return mismatch_at
 
 
 class ModelRef(BaseModel):
@@ -105,6 +114,17 @@ class Loaded:
         return ModelRef(name=self.predictor.spec.name, version=self.predictor.spec.version)
 
 
+def serving_policy(spec: ModelSpec, cfg: ServeConfig) -> DecisionPolicy:
+    """The artifact's fitted policy (or the defaults) with the configured thresholds in place of its own; a
+    ValueError of one line where they cannot go together."""
+    policy = spec.decision_policy or DecisionPolicy()
+    try:
+        return policy.with_thresholds(cfg.accept_at, cfg.mismatch_at)
+    except ValueError as exc:
+        given = f"accept_at {cfg.accept_at}, mismatch_at {cfg.mismatch_at}"
+        raise ValueError(f"the thresholds given ({given}) do not fit {spec.name}'s decision policy ({policy.describe()}): {exc}") from exc
+
+
 class Service:
     """What the routes share: the config, the fetcher, and the model once loaded."""
 
@@ -119,22 +139,27 @@ class Service:
         self.decoders = anyio.CapacityLimiter(os.cpu_count() or 1)
 
     async def start(self) -> None:
+        """Load the model in the background; any failure is logged and answered by /readyz, never lost."""
         try:
-            # Workers share the cores: each batch's ONNX Runtime threads are the cores over the workers.
-            threads = None if self.cfg.batching.workers == 1 else max(1, (os.cpu_count() or 1) // self.cfg.batching.workers)
-            predictor = await anyio.to_thread.run_sync(load_model, self.cfg.model, self.cfg.backend, self.cfg.precision, threads)
-            await anyio.to_thread.run_sync(predictor.warm_up, self.cfg.batching.max_batch)
+            self.loaded = await self._load()
         except Exception as exc:
             log.exception("cannot load the model %s", self.cfg.model)
             self.load_error = f"the model failed to load: {exc}"
             return
+        predictor = self.loaded.predictor
+        log.info("model %s %s ready (%s backend, %s)", predictor.spec.name, predictor.spec.version, predictor.backend, predictor.precision)
+
+    async def _load(self) -> Loaded:
+        # Workers share the cores: each batch's ONNX Runtime threads are the cores over the workers.
+        threads = None if self.cfg.batching.workers == 1 else max(1, (os.cpu_count() or 1) // self.cfg.batching.workers)
+        predictor = await anyio.to_thread.run_sync(load_model, self.cfg.model, self.cfg.backend, self.cfg.precision, threads)
+        policy = serving_policy(predictor.spec, self.cfg)
+        await anyio.to_thread.run_sync(predictor.warm_up, self.cfg.batching.max_batch)
         batcher = MicroBatcher(predictor.logits, self.cfg.batching, self.metrics.batch_size.observe)
-        batcher.start()
+        batcher.start()  # last: nothing after it can fail and leave it running
         self.metrics.watch_queue(batcher.depth)
         self.metrics.model.info({"name": predictor.spec.name, "version": predictor.spec.version})
-        policy = (predictor.spec.decision_policy or DecisionPolicy()).with_thresholds(self.cfg.accept_at, self.cfg.mismatch_at)
-        self.loaded = Loaded(predictor, batcher, policy)
-        log.info("model %s %s ready (%s backend, %s)", predictor.spec.name, predictor.spec.version, predictor.backend, predictor.precision)
+        return Loaded(predictor, batcher, policy)
 
     async def stop(self) -> None:
         if self.loaded:
@@ -318,9 +343,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 def run(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, max_connections: int = 512) -> None:
     """Serve until interrupted. `max_connections` bounds the request bodies held in memory at once.
 
-    A path that is no artifact, or a bad key file, fails here at once rather than as 503s forever.
+    A path that is no artifact, thresholds that do not fit its policy, or a bad key file, fail here at once rather
+    than as 503s forever.
     """
-    load_artifact(cfg.model)
+    serving_policy(load_artifact(cfg.model).spec, cfg)
     app = create_app(cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")  # as uvicorn's own lines
     uvicorn.run(app, host=host, port=port, limit_concurrency=max_connections, log_level="info")

@@ -6,12 +6,15 @@
     /opt/ml/output/failure                         why the job failed (then the exit status is non-zero)
 
 Hyperparameters take the original system's names (learning_rate, batch_size, epochs) and every `TrainConfig`
-field, plus `recipe`. The root is configurable (`--sagemaker-root`, BINTALLY_SAGEMAKER_ROOT) for tests.
+field, plus `recipe`; the ones SageMaker adds itself (`_tuning_objective_metric` from a tuning job,
+`sagemaker_*` from its SDK) are logged and ignored, any other unknown name is refused. The root is configurable
+(`--sagemaker-root`, BINTALLY_SAGEMAKER_ROOT) for tests.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +26,9 @@ from bintally.train.loop import StepUpdate, TrainResult, train
 
 ML_ROOT = "/opt/ml"
 ORIGINAL_NAMES = {"learning_rate": "lr"}  # the replaced system's hyperparameter names -> TrainConfig's
+SAGEMAKERS_OWN = ("_", "sagemaker_")  # prefixes of the hyperparameters SageMaker adds to a job's own
+
+log = logging.getLogger(__name__)
 
 
 def channel_dir(root: Path) -> Path:
@@ -50,6 +56,10 @@ def job_config(root: Path) -> TrainConfig:
     """The training config from hyperparameters.json (absent: the defaults)."""
     path = root / "input" / "config" / "hyperparameters.json"
     given: dict = json.loads(path.read_text()) if path.exists() else {}
+    added = sorted(name for name in given if name.startswith(SAGEMAKERS_OWN))
+    if added:
+        log.warning("ignoring the hyperparameters SageMaker adds: %s", ", ".join(added))
+        given = {name: value for name, value in given.items() if name not in added}
     recipe = given.pop("recipe", "default")
     if recipe not in RECIPES:
         raise ValueError(f"hyperparameter recipe {recipe!r} is not one of {', '.join(RECIPES)}")
