@@ -2,6 +2,13 @@
 
     python benchmarks/decisions.py MODEL MANIFEST            # the artifact's fitted policy (fitted on val if absent)
     python benchmarks/decisions.py MODEL MANIFEST --refit    # fit the temperature and policy on val again first
+    python benchmarks/decisions.py MODEL MANIFEST --draws 5  # and five drawn sets of records, decided one by one
+
+With --draws, each test bin gets one record per draw (right, or wrong as the error model says: off by 1, 2, 3 at
+60/30/10% of 20%, kept >= 0 with an open top class), decided by `reconcile.policy.reconcile` exactly as
+`bintally reconcile` decides, with the policy as fitted and with the policy fitted again for the test bins' own
+count distribution (`reconcile.prior.adapt_to_batch`, as `bintally reconcile` does by default). Also: records of 5
+for bins that hold 7 or more (an understated record a warehouse most needs caught), and how many are accepted.
 
 Records are simulated on the test split exactly as the policy was fitted on validation (`reconcile.fit`): each
 bin's correct record and its wrong ones (off by 1, 2, 3 at 60/30/10% of a 20% record-error rate), every possible
@@ -20,15 +27,18 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 from _results import RESULTS, write_result
 from matplotlib.figure import Figure
 
+from bintally.counts import CountClasses
 from bintally.data.manifest import read_manifest
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate, class_targets, split_logits
 from bintally.model.artifact import load_artifact
 from bintally.model.calibration import softmax
-from bintally.reconcile.fit import Outcome, Targets, accept_curve, fit_policy, flag_curve, outcome, simulate
-from bintally.reconcile.policy import ACCEPT_STATISTICS, FLAG_STATISTICS, STATISTIC_TEXT, DecisionPolicy, RecordErrors
+from bintally.reconcile.fit import Outcome, Targets, accept_curve, fit_policy, flag_curve, outcome, outcome_by_range, simulate
+from bintally.reconcile.policy import ACCEPT_STATISTICS, FLAG_STATISTICS, STATISTIC_TEXT, DecisionPolicy, RecordErrors, reconcile
+from bintally.reconcile.prior import adapt_to_batch
 
 
 def minutes(o: Outcome, per_recount: float) -> float:
@@ -88,6 +98,84 @@ def table(rows: dict[str, Outcome], per_recount: float) -> str:
     return "\n".join(lines)
 
 
+def draw_records(true_counts: np.ndarray, classes: CountClasses, errors: RecordErrors, seed: int) -> np.ndarray:
+    """One record per bin, right or wrong as the error model says (`RecordErrors.recorded`)."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for truth in true_counts.tolist():
+        made = errors.recorded(truth, classes)
+        records.append(rng.choice(list(made), p=np.array(list(made.values())) / sum(made.values())))
+    return np.array(records)
+
+
+def decide_all(probabilities: np.ndarray, recorded: np.ndarray, classes: CountClasses, policy: DecisionPolicy) -> list[str]:
+    """Each record decided as `bintally reconcile` decides it."""
+    return [reconcile(dict(zip(classes.labels, map(float, p))), int(r), policy).decision for p, r in zip(probabilities, recorded)]
+
+
+def tally(decisions: list[str], recorded: np.ndarray, truth: np.ndarray) -> dict:
+    """Counts a promise is checked on: accepted and how many of them wrong, correct records and how many flagged,
+    records off by 2+ and how many flagged."""
+    d, wrong, far = np.array(decisions), recorded != truth, np.abs(recorded - truth) >= 2
+    return {
+        "records": len(d),
+        "accepted": int((d == "accept").sum()),
+        "accepted_wrong": int(((d == "accept") & wrong).sum()),
+        "correct": int((~wrong).sum()),
+        "correct_flagged": int(((d == "mismatch") & ~wrong).sum()),
+        "far": int(far.sum()),
+        "far_flagged": int(((d == "mismatch") & far).sum()),
+    }
+
+
+def pooled(tallies: list[dict]) -> dict:
+    total = {k: sum(t[k] for t in tallies) for k in tallies[0]}
+    per_draw = [t["accepted_wrong"] / t["accepted"] if t["accepted"] else None for t in tallies]
+    return total | {
+        "accepted_share": total["accepted"] / total["records"],
+        "accepted_error": total["accepted_wrong"] / total["accepted"] if total["accepted"] else None,
+        "accepted_error_by_draw": per_draw,
+        "false_flags": total["correct_flagged"] / max(total["correct"], 1),
+        "recall_2plus": total["far_flagged"] / max(total["far"], 1),
+    }
+
+
+def drawn(probabilities: np.ndarray, truth: np.ndarray, classes: CountClasses, policy: DecisionPolicy, draws: int) -> dict:
+    """Pooled over `draws` drawn record sets, overall and by the bins' count range."""
+    sets = [draw_records(truth, classes, policy.errors, seed) for seed in range(draws)]
+    decided = [decide_all(probabilities, r, classes, policy) for r in sets]
+    out = {"all": pooled([tally(d, r, truth) for d, r in zip(decided, sets)])}
+    clipped = classes.clip(truth)
+    for name, (low, high) in classes.ranges().items():
+        inside = (clipped >= low) & (clipped <= high)
+        if inside.any():
+            out[name] = pooled([tally(list(np.array(d)[inside]), r[inside], truth[inside]) for d, r in zip(decided, sets)])
+    return out
+
+
+def understated(probabilities: np.ndarray, truth: np.ndarray, classes: CountClasses, policy: DecisionPolicy) -> dict:
+    """Records of 5 for the bins that hold 7 or more: how many are accepted, flagged, reviewed."""
+    many = truth >= 7
+    decided = np.array(decide_all(probabilities[many], np.full(int(many.sum()), 5), classes, policy))
+    return {"bins": int(many.sum()), **{d: int((decided == d).sum()) for d in ("accept", "mismatch", "review")}}
+
+
+def drawn_table(rows: dict[str, dict]) -> str:
+    lines = [
+        "| policy | bins | records accepted | wrong among accepted (pooled; by draw) | correct records flagged | off by 2+ flagged |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, by_range in rows.items():
+        for part, o in by_range.items():
+            error = "-" if o["accepted_error"] is None else f"{o['accepted_error']:.1%}"
+            draws = ", ".join("-" if e is None else f"{e:.0%}" for e in o["accepted_error_by_draw"])
+            lines.append(
+                f"| {name} | {part} | {o['accepted_share']:.1%} ({o['accepted']:,}) | {error} ({draws}) | "
+                f"{o['false_flags']:.1%} | {o['recall_2plus']:.1%} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
@@ -98,6 +186,7 @@ def main() -> None:
     parser.add_argument("--minutes-per-recount", type=float, default=2.0, help="assumed person-minutes to recount one bin")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/decisions-MODEL.json)")
+    parser.add_argument("--draws", type=int, default=0, help="also decide this many drawn record sets, one record per bin")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -110,14 +199,16 @@ def main() -> None:
     manifest = read_manifest(args.manifest)
     # The same fit on the same validation split with the model-only statistics, for comparison.
     val_logits, val_counts = split_logits(artifact, manifest, policy.fitted["split"], args.device)
-    val_known, _ = class_targets(val_counts, spec.classes)
+    classes = spec.count_classes
+    val_known, _ = class_targets(val_counts, classes)
     model_only = fit_policy(
-        softmax(val_logits[val_known], spec.temperature), val_counts[val_known].tolist(), spec.classes, targets, errors,
+        softmax(val_logits[val_known], spec.temperature), val_counts[val_known].tolist(), classes, targets, errors,
         accept_statistics=["match"], flag_statistics=["match", "far"],
     )  # fmt: skip
     logits, counts = split_logits(artifact, manifest, args.split, args.device)
-    known, _ = class_targets(counts, spec.classes)
-    records = simulate(softmax(logits[known], spec.temperature), counts[known].tolist(), spec.classes, errors)
+    known, _ = class_targets(counts, classes)
+    probabilities, truth = softmax(logits[known], spec.temperature), counts[known]
+    records = simulate(probabilities, truth.tolist(), classes, errors)
     rows = {
         "fitted on validation": outcome(records, policy),
         "fitted, model-only statistics": outcome(records, model_only),
@@ -127,12 +218,26 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(records, rows["fitted on validation"], targets, errors.rate, out.with_suffix(".png"))
     summary = table(rows, args.minutes_per_recount)
+    by_range = {name: o.model_dump() for name, o in outcome_by_range(records, policy, classes).items()}
+    sampled, adapted = {}, None
+    if args.draws:
+        fit = artifact.fit_data()
+        sampled["as fitted"] = drawn(probabilities, truth, classes, policy, args.draws)
+        if fit is not None:
+            adapted = adapt_to_batch(probabilities, *fit, classes, policy)
+            sampled["fitted again for the batch"] = drawn(adapted.probabilities, truth, classes, adapted.policy, args.draws)
     ceiling = best_possible(records, targets)
     print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
     print(f"policy (fitted on {policy.fitted['split']}): {policy.describe()}")
     print(f"model-only statistics (fitted on {policy.fitted['split']}): {model_only.describe()}")
     print(summary)
     print(f"best any threshold does on {args.split} (knowing its answers; a ceiling, not a result): {ceiling}")
+    if sampled:
+        print(drawn_table(sampled))
+        if adapted is not None:
+            print(f"the test bins' count distribution, estimated: {adapted.batch_prior} (fitted on: {adapted.fitted_prior})")
+    low = understated(probabilities, truth, classes, policy)
+    print(f"records of 5 for bins of 7 or more: {low}")
     result = {
         "model": {"name": spec.name, "version": spec.version, "path": args.model, "test_metrics": spec.metrics or None},
         "manifest": args.manifest,
@@ -145,6 +250,13 @@ def main() -> None:
         "errors": errors.model_dump(),
         "minutes_per_recount": args.minutes_per_recount,
         "outcomes": {k: v.model_dump() for k, v in rows.items()},
+        "outcome_by_range": by_range,
+        "draws": args.draws,
+        "drawn": sampled,
+        "batch_prior": adapted.batch_prior if adapted else None,
+        "policy_for_batch": adapted.policy.model_dump() if adapted else None,
+        "understated_records": low,
+        "drawn_table": drawn_table(sampled) if sampled else None,
         "ceiling_on_this_split": ceiling,
         "table": summary,
     }
