@@ -83,10 +83,11 @@ def test_a_tiny_batch_is_refused_and_bad_input_is_a_clear_error():
 
 
 def test_a_policy_fitted_on_balanced_bins_keeps_its_promise_on_a_skewed_batch_once_adapted():
-    """Fitting bins drawn balanced, a batch drawn mostly 2s, posteriors calibrated under the balanced prior.
-    Must hold: the batch's prior is recovered, and the policy fitted again for it keeps accepted records within
-    the 5% target on the batch (expected over its true counts); the policy as fitted, on the batch as scored, does
-    not. At four seed pairs: 4.8-5.1% wrong among 81% accepted, against 5.5-6.0% among 60-64%."""
+    """Fitting bins drawn balanced, a batch with few empty bins (2% against 20%), posteriors calibrated under the
+    balanced prior. Must hold: the batch's prior is recovered (EM by count range: 0 and 1-5 here), and the policy
+    fitted again for it keeps accepted records within the 5% target on the batch (expected over its true counts);
+    the policy as fitted, on the batch as scored, does not. At four seed pairs: 4.7-5.0% wrong among 65-67%
+    accepted, against 5.2-5.4% among 59-64%."""
     from bintally.counts import CountClasses
     from bintally.reconcile.fit import Targets, fit_policy, outcome, simulate
     from bintally.reconcile.policy import RecordErrors
@@ -99,12 +100,12 @@ def test_a_policy_fitted_on_balanced_bins_keeps_its_promise_on_a_skewed_batch_on
         return joint / joint.sum(axis=1, keepdims=True), truth
 
     classes, errors = CountClasses(values=[0, 1, 2, 3, 4]), RecordErrors()
-    skewed = np.array([0.02, 0.08, 0.8, 0.08, 0.02])
+    skewed = np.array([0.02, 0.245, 0.245, 0.245, 0.245])
     fit_p, fit_truth = draw(BALANCED, 4_000, seed=1)
     batch_p, batch_truth = draw(skewed, 4_000, seed=2)
     policy = fit_policy(fit_p, fit_truth.tolist(), classes, Targets(confidence=None), errors)
     adapted = adapt_to_batch(batch_p, fit_p, fit_truth, classes, policy)
-    assert np.abs(np.array(list(adapted.batch_prior.values())) - skewed).max() < 0.04
+    assert np.abs(np.array(list(adapted.batch_prior.values())) - skewed).max() < 0.02
     as_fitted = outcome(simulate(batch_p, batch_truth.tolist(), classes, errors), policy)
     fitted_again = outcome(simulate(adapted.probabilities, batch_truth.tolist(), classes, errors), adapted.policy)
     assert fitted_again.accepted_error is not None and fitted_again.accepted_error <= 0.05 + 0.005

@@ -102,25 +102,39 @@ class BatchPolicy(BaseModel):
     policy: DecisionPolicy  # fitted again on the fitting bins, re-weighted to the batch's prior
 
 
-def fitting_prior(counts: np.ndarray, classes: CountClasses) -> np.ndarray:
-    """The count-class shares of the bins a policy was fitted on, half a bin added to each class so that no class
-    the model knows has a share of 0 (EM could then never give it any)."""
-    return (np.bincount(classes.index(counts), minlength=len(classes.values)) + 0.5) / (len(counts) + 0.5 * len(classes.values))
+def fitting_prior(fit_probabilities: np.ndarray) -> np.ndarray:
+    """The count distribution the model's posteriors imply on the bins the policy was fitted on: their mean.
+    Temperature scaling calibrates confidence, not each class's share, so this differs from the bins' counted
+    shares (the default model's posteriors give empty bins 4.4% against 1.5% counted); taken as the prior they are
+    calibrated under, EM on those same bins stays put instead of running off to a few classes, and a batch's
+    estimate is read against what the same estimator says of the fitting bins."""
+    return np.asarray(fit_probabilities, dtype=float).mean(axis=0)
+
+
+def range_matrix(classes: CountClasses) -> np.ndarray:
+    """[K, R]: which count range (`CountClasses.ranges`: 0, 1-5, 6 to K-1, K+; together they hold every class) each
+    class is in."""
+    spans = list(classes.ranges().values())
+    return np.eye(len(spans))[[next(i for i, (low, high) in enumerate(spans) if low <= v <= high) for v in classes.values]]
 
 
 def adapt_to_batch(
     probabilities: np.ndarray, fit_probabilities: np.ndarray, fit_counts: np.ndarray, classes: CountClasses, policy: DecisionPolicy
 ) -> BatchPolicy:
-    """The batch's count distribution (EM on its posteriors [N, K]), its posteriors under it, and the policy fitted
-    again as it was fitted (same targets, error model and statistics) on its fitting bins re-weighted to that
+    """The batch's count distribution (EM on its posteriors [N, K], by count range), its posteriors under it, and the
+    policy fitted again as it was fitted (same targets, error model and statistics) on its fitting bins re-weighted to that
     distribution, their posteriors adjusted alike: the promise is then about records of this batch's bins.
     Raises TooFewPhotos for a small batch; `policy` must carry its fit report."""
     if policy.fitted is None:
         raise ValueError("the policy has no fit report (explicit thresholds): nothing to fit again for the batch")
-    fitted = fitting_prior(fit_counts, classes)
-    estimate = estimate_prior(probabilities, fitted)
-    batch = np.asarray(estimate.prior)
-    weights = (batch / fitted)[classes.index(fit_counts)]
+    fitted, ranges = fitting_prior(fit_probabilities), range_matrix(classes)
+    # EM over the count ranges, each range's inner shares kept as fitted: over every class, with a model this
+    # unsure between neighbouring counts, EM runs off to a few classes (on 400 of the default model's own
+    # validation bins it gave 1s a share of 0 and 3s 36%); over the ranges it follows a shift to within a few points.
+    estimate = estimate_prior(probabilities @ ranges, fitted @ ranges)
+    ratio = np.divide(estimate.prior, fitted @ ranges, out=np.zeros(ranges.shape[1]), where=fitted @ ranges > 0) @ ranges.T
+    batch = fitted * ratio
+    weights = ratio[classes.index(fit_counts)]
     refit = fit_policy(
         adjust(fit_probabilities, fitted, batch),
         fit_counts.tolist(),
@@ -133,7 +147,7 @@ def adapt_to_batch(
     )
     return BatchPolicy(
         fitted_prior=dict(zip(classes.labels, fitted.tolist())),
-        batch_prior=dict(zip(classes.labels, estimate.prior)),
-        probabilities=estimate.probabilities,
+        batch_prior=dict(zip(classes.labels, batch.tolist())),
+        probabilities=adjust(probabilities, fitted, batch),
         policy=refit,
     )
