@@ -4,8 +4,11 @@ a CSV appended to and resumed, or the whole table at once as CSV or Parquet."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -14,6 +17,8 @@ import pyarrow.parquet as pq
 from bintally import storage
 from bintally.counts import CountClasses
 from bintally.model.predictor import CountScore
+
+LOCK_SUFFIX = ".lock"  # beside the output: held by the run writing it
 
 
 def columns(classes: CountClasses) -> list[str]:
@@ -56,18 +61,36 @@ def is_scored(row: dict, header: list[str]) -> bool:
 
 def resume(out: str, header: list[str]) -> set[str]:
     """The URIs an earlier run scored. Rows that failed, or are torn or malformed, are removed from the file,
-    to be tried again."""
+    to be tried again. A row counts only once its newline is written: a kill can cut the last line anywhere, even
+    where it parses whole (right after its final comma), and the next row appended must start on a line of its own."""
     if not os.path.exists(out):
         return set()
     with open(out, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames != header:
-            raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
-        rows = list(reader)
+        text = fh.read()
+    ended = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(ended))
+    if ended and reader.fieldnames != header:
+        raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
+    rows = list(reader)
     done = [row for row in rows if is_scored(row, header)]
-    if len(done) < len(rows):
+    if ended != text or len(done) < len(rows):
         storage.write_bytes(out, csv_text(header, done).encode())
     return {row["uri"] for row in done}
+
+
+@contextmanager
+def locked(out: str) -> Iterator[None]:
+    """Holds `OUT.lock` for a whole run, so a second run on the same output fails at once: two runs appending to
+    one CSV (and replacing it on resume), or merging and removing one folder of shards, lose each other's rows.
+    The lock file stays: removed, a third run could lock a new file while the second still holds the old one."""
+    lock = out + LOCK_SUFFIX
+    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ValueError(f"{out} is being written by another run (it holds {lock}): wait for it, or choose another --out") from exc
+        yield
 
 
 def csv_text(header: list[str], rows: list[dict]) -> str:
