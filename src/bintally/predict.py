@@ -19,10 +19,10 @@ from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, Precision
 from bintally.scoring.model import load_model
-from bintally.scoring.on_ray import RayConfig, score_on_ray
+from bintally.scoring.on_ray import RayConfig, remove_shards, score_on_ray
 from bintally.scoring.one_machine import score_images
 from bintally.scoring.photos import list_images
-from bintally.scoring.rows import columns, locked, prediction_row, resume, write_predictions
+from bintally.scoring.rows import columns, csv_cells, locked, prediction_row, resume, write_predictions
 
 
 class PredictConfig(BaseModel):
@@ -70,7 +70,7 @@ def _predict_here(cfg: PredictConfig, on_progress: Callable[[int, int], None]) -
             rows = [prediction_row(uri, outcome) for uri, outcome in batch]
             failed += sum(1 for row in rows if row["error"])
             scored += len(rows)
-            writer.writerows(rows)
+            writer.writerows(map(csv_cells, rows))
             fh.flush()
             on_progress(scored, len(todo))
     return PredictSummary(out=cfg.out, found=len(uris), skipped=len(uris) - len(todo), scored=len(todo) - failed, failed=failed)
@@ -81,5 +81,6 @@ def _predict_on_ray(cfg: PredictConfig, on_progress: Callable[[int, int], None])
     scores = score_on_ray(cfg, uris, cfg.max_pixels, on_progress)
     header = columns(load_artifact(cfg.model).spec.count_classes)
     write_predictions(cfg.out, header, [scores.rows[u] for u in uris])
+    remove_shards(cfg.out)
     failed = sum(1 for row in scores.rows.values() if row["error"])
     return PredictSummary(out=cfg.out, found=len(uris), skipped=scores.skipped, scored=len(uris) - scores.skipped - failed, failed=failed)

@@ -1,5 +1,5 @@
 """A scored photo's row (id, uri, count, confidence, p_<count> for each count, error), and the files of rows:
-a CSV appended to and resumed, or the whole table at once as CSV or Parquet."""
+a CSV appended to, resumed and locked, or the whole table at once as CSV or Parquet."""
 
 from __future__ import annotations
 
@@ -28,13 +28,21 @@ def columns(classes: CountClasses) -> list[str]:
 
 
 def prediction_row(uri: str, outcome: CountScore | str) -> dict:
+    """A photo's row with its numbers as numbers: Ray's shards keep the very floats one machine decides on, and
+    only a CSV rounds them (`csv_cells`)."""
     row = {"id": PurePosixPath(uri).stem, "uri": uri}
     if isinstance(outcome, str):
         return row | {"error": outcome}
-    probabilities = {f"p_{c}": f"{p:.6f}" for c, p in outcome.probabilities.items()}
+    probabilities = {f"p_{c}": p for c, p in outcome.probabilities.items()}
     # `at_least` is written only where the header has it (a model with an open top class): writers ignore extras.
-    at_least = str(outcome.at_least).lower()
-    return row | {"count": outcome.count, "at_least": at_least, "confidence": f"{outcome.confidence:.6f}", **probabilities, "error": ""}
+    return row | {"count": outcome.count, "at_least": outcome.at_least, "confidence": outcome.confidence, **probabilities, "error": ""}
+
+
+def arrow_schema(header: list[str]) -> pa.Schema:
+    """The columns as Parquet holds them (shards and a .parquet output): counts and probabilities as numbers,
+    null where the photo failed."""
+    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64(), "at_least": pa.bool_()}
+    return pa.schema([(k, numbers.get(k, pa.string())) for k in header])
 
 
 def outcome_of(row: dict, classes: CountClasses) -> CountScore | str:
@@ -83,6 +91,8 @@ def locked(out: str) -> Iterator[None]:
     """Holds `OUT.lock` for a whole run, so a second run on the same output fails at once: two runs appending to
     one CSV (and replacing it on resume), or merging and removing one folder of shards, lose each other's rows.
     The lock file stays: removed, a third run could lock a new file while the second still holds the old one."""
+    if storage.is_remote(out):
+        raise ValueError(f"--out {out}: must be a local path, where a run can lock it and resume beside it")
     lock = out + LOCK_SUFFIX
     os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
     with open(lock, "a") as fh:
@@ -93,12 +103,17 @@ def locked(out: str) -> Iterator[None]:
         yield
 
 
+def csv_cells(row: dict) -> dict:
+    """A row's cells as a CSV shows them: probabilities to six decimals, `at_least` as true/false; text as it is."""
+    return {k: str(v).lower() if isinstance(v, bool) else f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()}
+
+
 def csv_text(header: list[str], rows: list[dict]) -> str:
     """Rows as CSV text with a header line."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, header, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(map(csv_cells, rows))
     return buf.getvalue()
 
 
@@ -107,13 +122,5 @@ def write_predictions(out: str, header: list[str], rows: list[dict]) -> None:
     if not out.endswith(".parquet"):
         storage.write_bytes(out, csv_text(header, rows).encode())
         return
-    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64(), "at_least": pa.bool_()}
-
-    def column(k: str) -> pa.Array:
-        if k in numbers:  # empty where the photo failed
-            return pa.array([r.get(k) or None for r in rows], pa.string()).cast(numbers[k])
-        return pa.array([r.get(k, "") for r in rows], pa.string())
-
-    table = pa.table({k: column(k) for k in header})
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    pq.write_table(table, out)
+    pq.write_table(pa.Table.from_pylist(rows, arrow_schema(header)), out)
