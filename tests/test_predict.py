@@ -159,3 +159,48 @@ def test_an_open_top_model_writes_at_least_and_its_class_label(open_top_artifact
         assert (rows[bin_id]["count"], rows[bin_id]["at_least"]) == ("4", "true")
         score = outcome_of(rows[bin_id], CountClasses(values=[0, 1, 2, 3, 4], open_top=True))
         assert not isinstance(score, str) and score.at_least and score.probabilities["4+"] == pytest.approx(0.80, abs=0.01)
+
+
+@pytest.mark.parametrize("cut", ["after the last comma", "before the final newline"])
+def test_a_last_row_without_its_newline_is_scored_again_on_a_line_of_its_own(small_artifact, photo_folder, tmp_path, cut):
+    """Tried: score a folder, then cut the CSV right after the last row's final comma (the row complete but for its
+    empty error and newline), or right before the final newline. Must hold: a row counts only once its newline is
+    written, so that photo is scored again; the next rows start on lines of their own (nothing glued onto the cut
+    row), every photo ends with exactly one well-formed row, and the summary counts the one corrupt photo as failed."""
+    out = tmp_path / "predictions.csv"
+    cfg = PredictConfig(model=small_artifact, inputs=[str(photo_folder)], out=str(out), backend="torch")
+    predict(cfg)
+    data = out.read_bytes()
+    assert data.endswith(b",\r\n"), "the last row should be a scored photo's (an empty error)"
+    out.write_bytes(data[: data.rindex(b",") + 1] if cut == "after the last comma" else data.rstrip(b"\r\n"))
+    summary = predict(cfg)
+    assert (summary.skipped, summary.scored, summary.failed) == (3, 1, 1)  # the cut row's photo again; the corrupt one
+    lines = out.read_bytes().split(b"\r\n")
+    assert lines[-1] == b"" and len(lines) == 7  # header + one line per photo, each ended
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert sorted(r["id"] for r in rows) == sorted([*PHOTO_IDS, "broken"])
+    assert all(None not in r and r["error"] == "" and int(r["count"]) in CLASSES for r in rows if r["id"] != "broken")
+
+
+def test_an_empty_output_left_by_a_kill_is_a_fresh_start(small_artifact, photo_folder, tmp_path):
+    """Tried: `--out` an empty file (a kill before the first flush). Must hold: the run starts afresh (header and
+    every photo), not a refusal for its missing header."""
+    out = tmp_path / "predictions.csv"
+    out.write_bytes(b"")
+    summary = predict(PredictConfig(model=small_artifact, inputs=[str(photo_folder)], out=str(out), backend="torch"))
+    assert (summary.skipped, summary.scored, summary.failed) == (0, 4, 1)
+    assert set(read_rows(out)) == {*PHOTO_IDS, "broken"}
+
+
+def test_a_second_run_on_the_same_out_is_refused_at_once(small_artifact, photo_folder, tmp_path):
+    """Tried: a run while another holds `OUT.lock` (as a run does for its whole length). Must hold: it fails at
+    once with an error naming the file, and leaves the output untouched (two runs appending and resuming one file
+    lose each other's rows)."""
+    import fcntl
+
+    out = tmp_path / "predictions.csv"
+    with open(f"{out}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match=f"{out}.*another run"):
+            predict(PredictConfig(model=small_artifact, inputs=[str(photo_folder)], out=str(out), backend="torch"))
+    assert not out.exists()

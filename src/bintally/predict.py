@@ -2,14 +2,14 @@
 
 Scores every photo under folders, globs and s3:// prefixes (`scoring/`). In this process the CSV gets one
 row per photo (id, uri, count, confidence, p_<count> for each count, error) and is flushed after every batch:
-a rerun skips photos already scored and retries only those that failed. With Ray the rows come from the
+a rerun skips photos already scored and retries only those that failed. A run holds `OUT.lock` throughout: a
+second run on the same --out is refused at once. With Ray the rows come from the
 cluster's shards and are written once, as CSV or Parquet.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Callable
 
 from pydantic import BaseModel, Field
@@ -19,10 +19,10 @@ from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.model.artifact import load_artifact
 from bintally.model.predictor import Backend, Precision
 from bintally.scoring.model import load_model
-from bintally.scoring.on_ray import RayConfig, score_on_ray
+from bintally.scoring.on_ray import RayConfig, remove_shards, score_on_ray
 from bintally.scoring.one_machine import score_images
 from bintally.scoring.photos import list_images
-from bintally.scoring.rows import columns, prediction_row, resume, write_predictions
+from bintally.scoring.rows import columns, csv_cells, locked, prediction_row, resume, write_predictions
 
 
 class PredictConfig(BaseModel):
@@ -49,16 +49,18 @@ class PredictSummary(BaseModel):
 def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda done, total: None) -> PredictSummary:
     if storage.is_remote(cfg.out):
         raise ValueError("--out must be a local path: the CSV is appended to after every batch")
-    if cfg.ray:
-        return _predict_on_ray(cfg, on_progress)
-    if cfg.out.endswith(".parquet"):
+    if not cfg.ray and cfg.out.endswith(".parquet"):
         raise ValueError("--out .parquet needs --ray (the merged table is written once); without it --out is a CSV appended batch by batch")
+    with locked(cfg.out):
+        return _predict_on_ray(cfg, on_progress) if cfg.ray else _predict_here(cfg, on_progress)
+
+
+def _predict_here(cfg: PredictConfig, on_progress: Callable[[int, int], None]) -> PredictSummary:
     predictor = load_model(cfg.model, cfg.backend, cfg.precision)
     header = columns(predictor.spec.count_classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
     done = resume(cfg.out, header)
     todo = [u for u in uris if u not in done]
-    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     failed = scored = 0
     with open(cfg.out, "a", newline="") as fh:
         writer = csv.DictWriter(fh, header, extrasaction="ignore")
@@ -68,7 +70,7 @@ def predict(cfg: PredictConfig, on_progress: Callable[[int, int], None] = lambda
             rows = [prediction_row(uri, outcome) for uri, outcome in batch]
             failed += sum(1 for row in rows if row["error"])
             scored += len(rows)
-            writer.writerows(rows)
+            writer.writerows(map(csv_cells, rows))
             fh.flush()
             on_progress(scored, len(todo))
     return PredictSummary(out=cfg.out, found=len(uris), skipped=len(uris) - len(todo), scored=len(todo) - failed, failed=failed)
@@ -79,5 +81,6 @@ def _predict_on_ray(cfg: PredictConfig, on_progress: Callable[[int, int], None])
     scores = score_on_ray(cfg, uris, cfg.max_pixels, on_progress)
     header = columns(load_artifact(cfg.model).spec.count_classes)
     write_predictions(cfg.out, header, [scores.rows[u] for u in uris])
+    remove_shards(cfg.out)
     failed = sum(1 for row in scores.rows.values() if row["error"])
     return PredictSummary(out=cfg.out, found=len(uris), skipped=scores.skipped, scored=len(uris) - scores.skipped - failed, failed=failed)

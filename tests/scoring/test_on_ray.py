@@ -26,9 +26,13 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 from bintally.cli import app, with_ray_default
 from bintally.errors import BintallyError
+from bintally.model.artifact import load_artifact, write_spec
 from bintally.predict import PredictConfig, predict
 from bintally.reconcile.records import ReconcileConfig, reconcile_records
-from bintally.scoring.on_ray import RayConfig, shards_of
+from bintally.scoring.model import load_model
+from bintally.scoring.on_ray import RayConfig, score_on_ray, shards_of
+from bintally.scoring.one_machine import score_images
+from bintally.scoring.photos import list_images
 
 pytestmark = pytest.mark.slow
 LOCAL_PHOTOS, S3_PHOTOS = 150, 50
@@ -38,7 +42,7 @@ LOCAL_PHOTOS, S3_PHOTOS = 150, 50
 def onnx_artifact(small_artifact, abid_root, tmp_path_factory) -> str:
     """The shared small artifact with its model.onnx (checked on two real photos), as a served model has it."""
     from bintally.data.images import decode_image
-    from bintally.model.artifact import ONNX_FILE, load_artifact
+    from bintally.model.artifact import ONNX_FILE
     from bintally.model.export import export_onnx
 
     out = tmp_path_factory.mktemp("onnx-artifact") / "model"
@@ -101,10 +105,10 @@ def assert_same_scores(rows: dict[str, dict], expected: dict[str, dict]) -> None
 
 def test_two_nodes_score_like_one_machine_then_resume(cluster, onnx_artifact, photos, one_machine, s3_endpoint, tmp_path):
     """Tried: 201 photos (150 local, one corrupt, 50 on S3) scored on two nodes with one model actor each, in
-    shards of 40 rows; then a rerun; then a rerun after one shard is deleted and another cut in half (a kill
-    during a write). Must hold: every count equals the one-machine path's, the corrupt photo keeps its error,
-    each rerun scores only what no readable shard holds (the corrupt photo is retried every time), and the
-    merged file always has exactly one row per photo."""
+    shards of 40 rows; then the shards a run killed before its merge leaves, with one deleted and another cut in
+    half (a kill during a write), and a rerun. Must hold: every count equals the one-machine path's, the corrupt
+    photo keeps its error, the shards are removed once merged, the rerun scores only what no readable shard holds
+    (the corrupt photo is retried every time), and the merged file always has exactly one row per photo."""
     out = tmp_path / "predictions.csv"
     ray_cfg = RayConfig(address=cluster.address, shard_rows=40)
     cfg = PredictConfig(model=onnx_artifact, inputs=photos, out=str(out), endpoint_url=s3_endpoint, batch_size=16, ray=ray_cfg)
@@ -113,21 +117,38 @@ def test_two_nodes_score_like_one_machine_then_resume(cluster, onnx_artifact, ph
     assert (first.found, first.skipped, first.scored, first.failed) == (total, 0, total - 1, 1)
     assert_same_scores(read_rows(out), one_machine)
     assert len(out.read_text().splitlines()) == total + 1
+    assert not Path(shards_of(str(out))).exists()  # merged into OUT: they were only for resuming
 
-    again = predict(cfg)
-    assert (again.skipped, again.scored, again.failed) == (total - 1, 0, 1)
-
+    score_on_ray(cfg, list_images(photos, s3_endpoint))  # a run killed after scoring, before its merge
     shards = sorted(Path(shards_of(str(out))).glob("*.parquet"))
-    assert len(shards) >= 6  # 40 rows each, and one more per run for the retried photo
+    assert len(shards) == 6  # 40 rows each
     lost = {*pq.read_table(shards[0]).column("uri").to_pylist(), *pq.read_table(shards[1]).column("uri").to_pylist()}
     shards[0].unlink()
     shards[1].write_bytes(shards[1].read_bytes()[:200])
-    third = predict(cfg)
-    assert third.skipped == total - 1 - len(lost - {str(Path(photos[0]) / "broken.jpg")})
-    assert third.scored + third.failed == total - third.skipped
+    again = predict(cfg)
+    assert again.skipped == total - 1 - len(lost - {str(Path(photos[0]) / "broken.jpg")})
+    assert again.scored + again.failed == total - again.skipped and again.failed == 1
     rows = read_rows(out)
     assert_same_scores(rows, one_machine)
     assert len(out.read_text().splitlines()) == total + 1
+    assert not Path(shards_of(str(out))).exists()
+
+
+def test_shards_of_another_model_are_refused(cluster, onnx_artifact, photos, tmp_path):
+    """Tried: the shards a killed run left for three photos, then a rerun with the model recalibrated (the same
+    weights and classes, another temperature). Must hold: a clear error naming what differs, before any work:
+    the old probabilities are never merged or decided on under the new model."""
+    recalibrated = tmp_path / "recalibrated"
+    shutil.copytree(onnx_artifact, recalibrated)
+    spec = load_artifact(str(recalibrated)).spec
+    write_spec(str(recalibrated), spec.model_copy(update={"temperature": spec.temperature * 1.5}))
+    out = tmp_path / "predictions.csv"
+    few = [str(p) for p in sorted(Path(photos[0]).glob("*.jpg"))[:3]]
+    cfg = PredictConfig(model=onnx_artifact, inputs=few, out=str(out), ray=RayConfig(address=cluster.address))
+    score_on_ray(cfg, few)
+    with pytest.raises(ValueError, match="scored by another model .its temperature differ.*remove .*or choose another --out"):
+        predict(cfg.model_copy(update={"model": str(recalibrated)}))
+    assert len(list(Path(shards_of(str(out))).glob("*.parquet"))) == 1 and not out.exists()
 
 
 def test_parquet_output_has_typed_columns(cluster, onnx_artifact, photos, one_machine, s3_endpoint, tmp_path):
@@ -146,7 +167,7 @@ def test_parquet_output_has_typed_columns(cluster, onnx_artifact, photos, one_ma
 
 def test_reconcile_on_ray_decides_like_one_machine(cluster, onnx_artifact, small_manifest, tmp_path):
     """Tried: `reconcile` of the 80 records of a real manifest, with and without `--ray`. Must hold: the same
-    count and decision for every record, and the scores kept in shards beside the decisions."""
+    count and decision for every record, and no shards left beside the decisions."""
     alone, on_ray = tmp_path / "alone.csv", tmp_path / "ray.csv"
     base = ReconcileConfig(model=onnx_artifact, records=str(small_manifest), out=str(alone), split="all")
     reconcile_records(base)
@@ -154,8 +175,24 @@ def test_reconcile_on_ray_decides_like_one_machine(cluster, onnx_artifact, small
     assert report.summary.total == 80
     one, two = (list(csv.DictReader(p.open(newline=""))) for p in (alone, on_ray))
     assert [(r["id"], r["count"], r["decision"]) for r in one] == [(r["id"], r["count"], r["decision"]) for r in two]
-    kept = {u for shard in Path(shards_of(str(on_ray))).glob("*.parquet") for u in pq.read_table(shard).column("uri").to_pylist()}
-    assert len(kept) == 80
+    assert not Path(shards_of(str(on_ray))).exists()
+
+
+def test_a_threshold_at_a_photos_probability_decides_alike_on_ray(cluster, onnx_artifact, photos, tmp_path):
+    """Tried: records of eight real photos, `--accept-at` placed exactly at one record's P(count = recorded) as one
+    machine computes it (one whose six-decimal text is below it). Must hold: every record decided alike with and
+    without `--ray`, that one accepted: the shards keep the very float64 probabilities one machine decides on."""
+    uris = [str(p) for p in sorted(Path(photos[0]).glob("*.jpg"))[:8]]
+    scores = {u: s for batch in score_images(load_model(onnx_artifact), uris) for u, s in batch}
+    uri, label, p = next((u, c, p) for u, s in scores.items() for c, p in s.probabilities.items() if p > 0.01 and float(f"{p:.6f}") < p)
+    records = tmp_path / "records.csv"
+    records.write_text("".join(["uri,expected_quantity\n", *(f"{u},{label if u == uri else s.count}\n" for u, s in scores.items())]))
+    alone, on_ray = tmp_path / "alone.csv", tmp_path / "ray.csv"
+    base = ReconcileConfig(model=onnx_artifact, records=str(records), out=str(alone), accept_at=p, mismatch_at=0.01)
+    reconcile_records(base)
+    reconcile_records(base.model_copy(update={"out": str(on_ray), "ray": RayConfig(address=cluster.address)}))
+    one, two = ({r["uri"]: r["decision"] for r in csv.DictReader(f.open(newline=""))} for f in (alone, on_ray))
+    assert one == two and one[uri] == "accept"
 
 
 def test_actors_that_would_hold_every_cpu_are_refused(cluster, onnx_artifact, photos, tmp_path):
@@ -181,22 +218,29 @@ def _scorer_pids() -> list[int]:
 
 
 def test_a_killed_actor_does_not_stop_the_job(cluster, onnx_artifact, photos, one_machine, tmp_path):
-    """Tried: `bintally predict --ray ADDRESS` over the 151 local photos, batch size 4, and SIGKILL to one model
-    actor's process while the job runs. Must hold: the job still exits 0, Ray restarts the actor and retries its
-    batch, every photo ends with exactly one row, and every count equals the one-machine path's."""
-    out = tmp_path / "killed.csv"
+    """Tried: `bintally predict --ray ADDRESS` over the 151 local photos, batch size 4, and SIGKILL to one of the two
+    model actors' processes while the job runs. Must hold: the job still exits 0, Ray restarts the actor (a third
+    model actor process appears) and retries its batch, every photo ends with exactly one row, and every count
+    equals the one-machine path's."""
+    out, log = tmp_path / "killed.csv", tmp_path / "job.log"
     cmd = [sys.executable, "-m", "bintally", "predict", onnx_artifact, photos[0], "--out", str(out), "--batch-size", "4"]
     before = set(_scorer_pids())
-    job = subprocess.Popen([*cmd, "--ray", cluster.address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (set(_scorer_pids()) - before) and job.poll() is None:
-        time.sleep(0.05)
-    time.sleep(1)  # let it score a batch or two first
-    assert job.poll() is None, "the kill should land mid-run"
-    victim = sorted(set(_scorer_pids()) - before)[0]
-    os.kill(victim, signal.SIGKILL)
-    output, _ = job.communicate(timeout=300)
-    assert job.returncode == 0, output
+    with log.open("w") as sink:
+        job = subprocess.Popen([*cmd, "--ray", cluster.address], stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and len(set(_scorer_pids()) - before) < 2 and job.poll() is None:
+            time.sleep(0.05)  # one actor per node
+        time.sleep(1)  # let it score a batch or two first
+        assert job.poll() is None, "the kill should land mid-run"
+        running = set(_scorer_pids()) - before
+        os.kill(sorted(running)[0], signal.SIGKILL)
+        restarted: set[int] = set()
+        while time.monotonic() < deadline and not restarted and job.poll() is None:
+            restarted = set(_scorer_pids()) - before - running
+            time.sleep(0.05)
+        job.wait(timeout=300)
+    assert job.returncode == 0, log.read_text()
+    assert restarted, "Ray should have restarted the killed actor"
     rows = list(csv.DictReader(out.open(newline="")))
     assert len(rows) == len({r["uri"] for r in rows}) == LOCAL_PHOTOS + 1
     assert_same_scores({r["uri"]: r for r in rows}, {u: r for u, r in one_machine.items() if u.startswith(photos[0])})

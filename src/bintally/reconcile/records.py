@@ -35,9 +35,9 @@ from bintally.reconcile.audit import AuditReport, audit_report, is_marked
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 from bintally.reconcile.prior import TooFewPhotos, adapt_to_batch
 from bintally.scoring.model import load_model
-from bintally.scoring.on_ray import RayConfig, score_on_ray
+from bintally.scoring.on_ray import RayConfig, remove_shards, score_on_ray
 from bintally.scoring.one_machine import score_images
-from bintally.scoring.rows import csv_text, outcome_of
+from bintally.scoring.rows import csv_text, locked, outcome_of
 
 OUT_COLUMNS = [
     "id",
@@ -186,7 +186,7 @@ class ReconcileReport(BaseModel):
 
 
 def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str]:
-    """Each photo's score or error: in this process, or on Ray (resuming from `<out>.shards`)."""
+    """Each photo's score or error: in this process, or on Ray (resuming from `<out>.shards`, removed once `out` is written)."""
     if cfg.ray is None:
         predictor = load_model(cfg.model, cfg.backend, cfg.precision)
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
@@ -224,6 +224,13 @@ def for_batch(
 
 def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     """Score every record's photo, decide, and write one CSV row per record (with an error where unreadable)."""
+    if cfg.ray is None:
+        return _reconcile_records(cfg)
+    with locked(cfg.out):  # the shards beside OUT belong to one run at a time
+        return _reconcile_records(cfg)
+
+
+def _reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     records = read_records(cfg.records, cfg.split, cfg.endpoint_url)
     audits = read_audits(cfg.audited, cfg.endpoint_url) if cfg.audited else {}
     artifact = load_artifact(cfg.model)
@@ -255,6 +262,8 @@ def reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
             }
         )
     storage.write_bytes(cfg.out, csv_text(OUT_COLUMNS + extra_columns, rows).encode(), cfg.endpoint_url)
+    if cfg.ray:
+        remove_shards(cfg.out)
     audit = None
     if cfg.audit_rate > 0 or any(t is not None for t in truths):
         audit = audit_report(decided, truths, marks if cfg.audit_rate > 0 else None, policy, cfg.audit_rate, cfg.audit_seed)

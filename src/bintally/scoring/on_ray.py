@@ -4,22 +4,27 @@ The driver lists the photos and leaves out those earlier shards already scored. 
 decodes photos in CPU tasks (to the model's input size, as uint8: a quarter of the float32 bytes
 through the object store), and an actor pool runs the model: one ONNX Runtime session per actor, a
 GPU each where the cluster has GPUs. The driver writes the rows it gets back as Parquet shards under
-`<out>.shards/`, each written whole and then renamed, so a killed job loses only rows not yet in a
-shard. A worker that dies has its tasks retried and its actor restarted by Ray; a photo that cannot be
-read gets its error in its row, as on one machine.
+`<out>.shards/` (probabilities as float64, the very numbers one machine decides on), each written whole
+and then renamed, so a killed job loses only rows not yet in a shard. Each shard records the model that
+scored it (`model_key`): a rerun with another model is refused. The shards are removed once the rows are
+merged into the output. A worker that dies has its tasks retried and its actor restarted by Ray; a photo
+that cannot be read gets its error in its row, as on one machine.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -29,15 +34,16 @@ from pydantic import BaseModel, Field
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS
 from bintally.errors import BintallyError
-from bintally.model.artifact import INT8_FILE, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, load_artifact
-from bintally.model.predictor import Backend, Precision
+from bintally.model.artifact import INT8_FILE, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, ModelArtifact, load_artifact
+from bintally.model.predictor import Backend, Precision, resolve_precision
 from bintally.model.preprocess import Preprocess, normalise
 from bintally.scoring.model import load_model
 from bintally.scoring.one_machine import score_loaded
 from bintally.scoring.photos import read_photo
-from bintally.scoring.rows import columns, is_scored, prediction_row
+from bintally.scoring.rows import arrow_schema, columns, is_scored, prediction_row
 
 SHARDS_SUFFIX = ".shards"
+MODEL_METADATA = b"bintally.model"  # a shard's Parquet metadata: the `model_key` of the model that scored it
 READER_CPUS = 0.5  # a photo-reading task's CPUs
 LOCAL_RAY = "local"  # `--ray` with no address: start Ray on this machine for the one job
 log = logging.getLogger(__name__)
@@ -53,7 +59,7 @@ class RayConfig(BaseModel):
 
 
 class RayScores(BaseModel):
-    rows: dict[str, dict[str, str]]  # uri -> its row (predict's columns as text), one per photo asked for
+    rows: dict[str, dict[str, Any]]  # uri -> its row (predict's columns, numbers as numbers), one per photo asked for
     skipped: int  # photos earlier shards had already scored
 
 
@@ -61,18 +67,50 @@ def shards_of(out: str) -> str:
     return out + SHARDS_SUFFIX
 
 
-def read_shards(folder: str, header: list[str]) -> dict[str, dict[str, str]]:
+def remove_shards(out: str) -> None:
+    """Once `out` holds the merged rows: the shards are only for resuming a run that did not get that far."""
+    shutil.rmtree(shards_of(out), ignore_errors=True)
+
+
+def model_key(artifact: ModelArtifact, files: dict[str, bytes], backend: Backend, precision: Literal["fp32", "int8"]) -> dict[str, Any]:
+    """What a row's probabilities depend on: the weights and graphs, the temperature, the flips, the input and the
+    classes from model.json (not its decision policy, which reads the probabilities), and the backend and
+    precision that ran. Every file but model.json is digested, so re-exporting the int8 graph also counts."""
+    digest = hashlib.sha256()
+    for name in sorted(set(files) - {SPEC_FILE}):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    spec = artifact.spec
+    return {
+        "files": digest.hexdigest(),
+        "temperature": spec.temperature,
+        "flips": spec.flips,
+        "preprocess": spec.preprocess.model_dump(mode="json"),
+        "classes": spec.count_classes.model_dump(mode="json"),
+        "backend": backend,
+        "precision": precision,
+    }
+
+
+def read_shards(folder: str, key: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Rows of earlier runs, one per photo: a scored row wins over a failed one, a later failure over an earlier.
-    A shard that cannot be read (cut short by a kill) is ignored: its photos are scored again."""
-    found: dict[str, dict[str, str]] = {}
+    A shard that cannot be read (cut short by a kill) is ignored: its photos are scored again. A shard another model
+    scored (`key` differs) is refused rather than rescored: removing it ourselves could destroy the only copy of
+    scores a user pointed the wrong model at, and keeping it would mix two models' numbers in one output."""
+    found: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(folder).glob("*.parquet")) if os.path.isdir(folder) else []:
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as exc:
             log.warning("ignoring unreadable shard %s: %s", path, exc)
             continue
-        if table.column_names != header:
-            raise ValueError(f"{path} has columns {table.column_names}, not this model's {header}; choose another --out")
+        theirs = json.loads((table.schema.metadata or {}).get(MODEL_METADATA, b"{}"))
+        if theirs != key:
+            differ = ", ".join(sorted(k for k in key.keys() | theirs.keys() if theirs.get(k) != key.get(k)))
+            raise ValueError(
+                f"{path} was scored by another model (its {differ} differ from this one's): remove {folder} to score "
+                "again with this model, or choose another --out"
+            )
+        header = table.column_names
         for row in table.to_pylist():
             if row["uri"] not in found or not is_scored(found[row["uri"]], header):
                 found[row["uri"]] = row
@@ -82,12 +120,12 @@ def read_shards(folder: str, header: list[str]) -> dict[str, dict[str, str]]:
 class ShardWriter:
     """Rows to Parquet files of at most `rows` rows, each written to a temporary name and renamed when whole."""
 
-    def __init__(self, folder: str, header: list[str], rows: int):
-        self.folder, self.header, self.rows = folder, header, rows
-        self.pending: list[dict[str, str]] = []
+    def __init__(self, folder: str, schema: pa.Schema, rows: int):
+        self.folder, self.schema, self.rows = folder, schema, rows
+        self.pending: list[dict[str, Any]] = []
         os.makedirs(folder, exist_ok=True)
 
-    def add(self, rows: list[dict[str, str]]) -> None:
+    def add(self, rows: list[dict[str, Any]]) -> None:
         self.pending += rows
         while len(self.pending) >= self.rows:
             self._write(self.pending[: self.rows])
@@ -98,10 +136,9 @@ class ShardWriter:
             self._write(self.pending)
             self.pending = []
 
-    def _write(self, rows: list[dict[str, str]]) -> None:
-        table = pa.table({k: pa.array([r[k] for r in rows], pa.string()) for k in self.header})
+    def _write(self, rows: list[dict[str, Any]]) -> None:
         final = os.path.join(self.folder, f"{time.time_ns()}.parquet")  # names sort by time: later rows read later
-        pq.write_table(table, final + ".tmp")
+        pq.write_table(pa.Table.from_pylist(rows, self.schema), final + ".tmp")
         os.replace(final + ".tmp", final)
 
 
@@ -154,13 +191,13 @@ class Scorer:
         for name, data in ray.get(files[0]).items():  # in a list, so Ray hands over the reference, not the bytes
             Path(self.folder.name, name).write_bytes(data)
         self.predictor = load_model(self.folder.name, backend, precision)
-        self.header = columns(self.predictor.spec.count_classes)
+        self.schema = arrow_schema(columns(self.predictor.spec.count_classes))
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         pp = self.predictor.spec.preprocess
         loaded = [str(e) if e else normalise(px, pp) for px, e in zip(batch["pixels"], batch["error"])]
         rows = [prediction_row(str(u), o) for u, o in zip(batch["uri"], score_loaded(self.predictor, loaded))]
-        return {k: [str(r.get(k, "")) for r in rows] for k in self.header}
+        return pa.Table.from_pylist(rows, self.schema)
 
 
 def _actors(cfg: RayConfig, blocks: int) -> tuple[int, float]:
@@ -205,15 +242,19 @@ def score_on_ray(
     backend, precision, batch_size, endpoint_url = job.backend, job.precision, job.batch_size, job.endpoint_url
     ray = ray_module()
 
-    spec = load_artifact(model).spec
+    artifact = load_artifact(model)
+    spec, files = artifact.spec, artifact_files(model, backend)
+    # Chosen once here, so every actor runs the same graph whatever CPU its node has, and the shards say which.
+    chosen = resolve_precision(artifact, backend, precision)
+    key = model_key(artifact, files, backend, chosen)
     header = columns(spec.count_classes)
-    rows = read_shards(shards, header)
+    rows = read_shards(shards, key)
     todo = [u for u in uris if not (u in rows and is_scored(rows[u], header))]
     if todo:
         connect(cfg.address)
         blocks = max(1, len(todo) // batch_size)
         actors, gpus = _actors(cfg, blocks)
-        files = [ray.put(artifact_files(model, backend))]
+        refs = [ray.put(files)]
         scored = (
             ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=blocks)
             # Reading waits on storage half the time, so two readers share a CPU; the different resources also keep
@@ -225,14 +266,14 @@ def score_on_ray(
             )
             .map_batches(
                 Scorer,
-                fn_constructor_args=(files, backend, precision),
+                fn_constructor_args=(refs, backend, chosen),
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=cfg.cpus_per_actor,
                 num_gpus=gpus,
                 batch_size=batch_size,
             )
         )
-        writer = ShardWriter(shards, header, cfg.shard_rows)
+        writer = ShardWriter(shards, arrow_schema(header).with_metadata({MODEL_METADATA: json.dumps(key)}), cfg.shard_rows)
         done = 0
         for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
             new = cast(pa.Table, batch).to_pylist()

@@ -1,11 +1,14 @@
 """A scored photo's row (id, uri, count, confidence, p_<count> for each count, error), and the files of rows:
-a CSV appended to and resumed, or the whole table at once as CSV or Parquet."""
+a CSV appended to, resumed and locked, or the whole table at once as CSV or Parquet."""
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -15,6 +18,8 @@ from bintally import storage
 from bintally.counts import CountClasses
 from bintally.model.predictor import CountScore
 
+LOCK_SUFFIX = ".lock"  # beside the output: held by the run writing it
+
 
 def columns(classes: CountClasses) -> list[str]:
     """The output's columns: `at_least` (the count is the open top class, "K or more") only for a model that has one."""
@@ -23,13 +28,21 @@ def columns(classes: CountClasses) -> list[str]:
 
 
 def prediction_row(uri: str, outcome: CountScore | str) -> dict:
+    """A photo's row with its numbers as numbers: Ray's shards keep the very floats one machine decides on, and
+    only a CSV rounds them (`csv_cells`)."""
     row = {"id": PurePosixPath(uri).stem, "uri": uri}
     if isinstance(outcome, str):
         return row | {"error": outcome}
-    probabilities = {f"p_{c}": f"{p:.6f}" for c, p in outcome.probabilities.items()}
+    probabilities = {f"p_{c}": p for c, p in outcome.probabilities.items()}
     # `at_least` is written only where the header has it (a model with an open top class): writers ignore extras.
-    at_least = str(outcome.at_least).lower()
-    return row | {"count": outcome.count, "at_least": at_least, "confidence": f"{outcome.confidence:.6f}", **probabilities, "error": ""}
+    return row | {"count": outcome.count, "at_least": outcome.at_least, "confidence": outcome.confidence, **probabilities, "error": ""}
+
+
+def arrow_schema(header: list[str]) -> pa.Schema:
+    """The columns as Parquet holds them (shards and a .parquet output): counts and probabilities as numbers,
+    null where the photo failed."""
+    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64(), "at_least": pa.bool_()}
+    return pa.schema([(k, numbers.get(k, pa.string())) for k in header])
 
 
 def outcome_of(row: dict, classes: CountClasses) -> CountScore | str:
@@ -56,18 +69,43 @@ def is_scored(row: dict, header: list[str]) -> bool:
 
 def resume(out: str, header: list[str]) -> set[str]:
     """The URIs an earlier run scored. Rows that failed, or are torn or malformed, are removed from the file,
-    to be tried again."""
+    to be tried again. A row counts only once its newline is written: a kill can cut the last line anywhere, even
+    where it parses whole (right after its final comma), and the next row appended must start on a line of its own."""
     if not os.path.exists(out):
         return set()
     with open(out, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames != header:
-            raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
-        rows = list(reader)
+        text = fh.read()
+    ended = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(ended))
+    if ended and reader.fieldnames != header:
+        raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
+    rows = list(reader)
     done = [row for row in rows if is_scored(row, header)]
-    if len(done) < len(rows):
+    if ended != text or len(done) < len(rows):
         storage.write_bytes(out, csv_text(header, done).encode())
     return {row["uri"] for row in done}
+
+
+@contextmanager
+def locked(out: str) -> Iterator[None]:
+    """Holds `OUT.lock` for a whole run, so a second run on the same output fails at once: two runs appending to
+    one CSV (and replacing it on resume), or merging and removing one folder of shards, lose each other's rows.
+    The lock file stays: removed, a third run could lock a new file while the second still holds the old one."""
+    if storage.is_remote(out):
+        raise ValueError(f"--out {out}: must be a local path, where a run can lock it and resume beside it")
+    lock = out + LOCK_SUFFIX
+    os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ValueError(f"{out} is being written by another run (it holds {lock}): wait for it, or choose another --out") from exc
+        yield
+
+
+def csv_cells(row: dict) -> dict:
+    """A row's cells as a CSV shows them: probabilities to six decimals, `at_least` as true/false; text as it is."""
+    return {k: str(v).lower() if isinstance(v, bool) else f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()}
 
 
 def csv_text(header: list[str], rows: list[dict]) -> str:
@@ -75,7 +113,7 @@ def csv_text(header: list[str], rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, header, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(map(csv_cells, rows))
     return buf.getvalue()
 
 
@@ -84,13 +122,5 @@ def write_predictions(out: str, header: list[str], rows: list[dict]) -> None:
     if not out.endswith(".parquet"):
         storage.write_bytes(out, csv_text(header, rows).encode())
         return
-    numbers = {k: pa.float64() for k in header if k == "confidence" or k.startswith("p_")} | {"count": pa.int64(), "at_least": pa.bool_()}
-
-    def column(k: str) -> pa.Array:
-        if k in numbers:  # empty where the photo failed
-            return pa.array([r.get(k) or None for r in rows], pa.string()).cast(numbers[k])
-        return pa.array([r.get(k, "") for r in rows], pa.string())
-
-    table = pa.table({k: column(k) for k in header})
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    pq.write_table(table, out)
+    pq.write_table(pa.Table.from_pylist(rows, arrow_schema(header)), out)
