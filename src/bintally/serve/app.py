@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from types import FrameType
 from typing import Annotated
 
 import anyio
@@ -314,6 +316,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     return app
 
 
+def exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, max_connections: int = 512) -> None:
     """Serve until interrupted. `max_connections` bounds the request bodies held in memory at once.
 
@@ -322,4 +328,7 @@ def run(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, max_connect
     load_artifact(cfg.model)
     app = create_app(cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")  # as uvicorn's own lines
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again for the handler it found: this one exits 0, a
+    # clean stop to a container runtime (the default handler would end the process as killed, status -15).
+    signal.signal(signal.SIGTERM, exit_cleanly)
     uvicorn.run(app, host=host, port=port, limit_concurrency=max_connections, log_level="info")
