@@ -184,6 +184,13 @@ async def or_error(answer: Awaitable[BaseModel]) -> BaseModel:
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}  # an image body as it is, in OpenAPI
 
+# OpenAPI cannot make a query parameter required for some bodies only: /v1/reconcile's parameter and 422 say it in words.
+QUANTITY_RULE = (
+    "The bin's recorded quantity. Required with one photo (an image or multipart body, or JSON naming one photo); "
+    "with an `instances` batch, the quantity of each instance that gives none of its own."
+)
+NO_QUANTITY = "one photo sent without ?expected_quantity, or a request the schema refuses (unknown field, two sources, bad query parameter)"
+
 
 def body_openapi(ref: type[ImageRef], max_instances: int) -> dict:
     """The OpenAPI request body of a route that takes one photo, or JSON naming one or a batch of `ref`s."""
@@ -256,9 +263,9 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         response_model=ReconcileResponse | ReconcileBatchResponse,
         openapi_extra=body_openapi(ReconcileRef, cfg.max_instances),
         dependencies=[Depends(guard)],
-        responses=error_responses(),
+        responses=error_responses() | {422: {"model": ErrorResponse, "description": NO_QUANTITY}},
     )
-    async def reconcile_bin(request: Request, expected_quantity: Annotated[int | None, Query(ge=0)] = None):
+    async def reconcile_bin(request: Request, expected_quantity: Annotated[int | None, Query(ge=0, description=QUANTITY_RULE)] = None):
         """Does a photo agree with the bin's recorded quantity? `accept`, `review` (a person counts) or `mismatch`.
 
         One image with `?expected_quantity=N`, or `{"instances": [{..., "expected_quantity": N}]}`."""
