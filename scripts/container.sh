@@ -3,6 +3,7 @@
 # a Debian base made by debootstrap, and the Python packages as a wheelhouse from the host's package index.
 #   bash scripts/container.sh [serve|full]      -> localhost/bintally:serve (or :full)
 #   bash scripts/container.sh postgres          -> localhost/bintally-postgres:15 (compose.yaml's POSTGRES_IMAGE here)
+#   bash scripts/container.sh up [SERVICE...]   -> podman-compose up -d, given up after BINTALLY_COMPOSE_TIMEOUT s (600)
 # With a registry, `podman build --target serve -t bintally:serve .` (or docker) needs none of this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,18 @@ mkdir -p "$work"
 if [ -z "${CONTAINERS_CONF:-}" ]; then
   export CONTAINERS_CONF="$work/containers.conf"
   printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n' >"$CONTAINERS_CONF"
+fi
+if [ "$target" = up ]; then
+  # podman-compose waits forever for a dependency whose container could not be created: bound it, and say so.
+  limit=${BINTALLY_COMPOSE_TIMEOUT:-600}
+  status=0
+  timeout --kill-after=10 "$limit" podman-compose --podman-args="--runtime runc" up -d "${@:2}" || status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "error: podman-compose up did not finish in $limit s. It waits forever for a service whose container could" \
+      "not be created (an image not built or not pullable: see the errors above), or one is still starting" \
+      "(BINTALLY_COMPOSE_TIMEOUT=SECONDS waits longer). 'podman-compose down' removes what was started." >&2
+  fi
+  exit "$status"
 fi
 podman=(podman --runtime runc)
 base=localhost/bintally-base:bookworm

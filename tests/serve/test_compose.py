@@ -6,11 +6,13 @@ the full image, ~7 GB, which CI does not build) is marked `full_image`: `pytest 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -155,4 +157,42 @@ def test_compose_up_runs_one_study_in_postgres_shared_by_two_tune_workers(
     finally:
         down = compose(project, env, "down", "-v", files=files)
     assert down.returncode == 0, down.stderr[-3000:]
+    assert not left_containers(project)
+
+
+# A service whose container cannot be created (its image is missing and never pulled) and one waiting on it.
+UNCREATABLE = """
+services:
+  first:
+    image: localhost/bintally-missing:none
+    pull_policy: never
+  second:
+    image: localhost/bintally-missing:none
+    pull_policy: never
+    depends_on:
+      first: {condition: service_completed_successfully}
+"""
+
+
+def test_container_sh_up_gives_up_with_a_reason_when_a_container_cannot_be_created(tmp_path):
+    """Tried: `bash scripts/container.sh up` on a compose file whose first service's image is missing (podman-compose
+    itself then waits forever for that container to finish), with BINTALLY_COMPOSE_TIMEOUT=10. Must hold: the script
+    gives up within the limit (exit 124) and says why and what to do."""
+    (tmp_path / "compose.yaml").write_text(UNCREATABLE)
+    project = f"bintally-uncreatable-{uuid.uuid4().hex[:6]}"
+    env = podman_env() | {
+        "COMPOSE_FILE": str(tmp_path / "compose.yaml"),
+        "COMPOSE_PROJECT_NAME": project,
+        "BINTALLY_COMPOSE_TIMEOUT": "10",
+        "BINTALLY_CONTAINER_WORK": str(tmp_path / "work"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # podman-compose, installed with bintally[dev]
+    }
+    started = time.monotonic()
+    try:
+        up = subprocess.run(["bash", "scripts/container.sh", "up"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        down = [sys.executable, "-m", "podman_compose", "--podman-args=--runtime runc", "down"]  # the file and project from env
+        subprocess.run(down, capture_output=True, env=env, timeout=120)
+    assert up.returncode == 124 and time.monotonic() - started < 60, up.stderr[-3000:]
+    assert "podman-compose up did not finish in 10 s" in up.stderr and "image not known" in up.stderr, up.stderr[-3000:]
     assert not left_containers(project)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 import jsonschema
 import pytest
@@ -72,3 +74,30 @@ def test_a_photo_answer_matches_the_documented_schema(live, document, photos):
     assert response.status_code == 200
     schema = document["paths"]["/v1/count"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     jsonschema.validate(response.json(), {**schema, "components": document["components"]})
+
+
+@pytest.mark.parametrize("route", ["/v1/count", "/v1/reconcile?expected_quantity=2"])
+def test_an_empty_base64_photo_is_schema_invalid_and_refused_as_such(live, document, route):
+    """Tried: `{"image_base64": ""}`. Must hold: the documented JSON body refuses it (minLength 1), and so does the
+    server, with the documented 422 (it names no photo, as a schema violation)."""
+    path = route.split("?")[0]
+    schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"image_base64": ""}, {**schema, "components": document["components"]})
+    response = httpx.post(f"{live.url}{route}", json={"image_base64": ""})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request", response.text
+
+
+def test_reconcile_documents_when_its_query_parameter_is_required(live, document, photos):
+    """OpenAPI cannot require a query parameter for some bodies only, so the document says it in words. Must hold:
+    ?expected_quantity's description says one photo needs it and a batch's instances may give their own; the 422's
+    says one photo without it is refused; and the server does just that."""
+    op = document["paths"]["/v1/reconcile"]["post"]
+    (parameter,) = [p for p in op["parameters"] if p["name"] == "expected_quantity"]
+    assert "Required with one photo" in parameter["description"] and "`instances` batch" in parameter["description"]
+    assert "one photo sent without ?expected_quantity" in op["responses"]["422"]["description"]
+    alone = httpx.post(f"{live.url}/v1/reconcile", content=photos["00585"], headers={"content-type": "image/jpeg"})
+    assert alone.status_code == 422 and "expected_quantity" in alone.json()["error"]["message"]
+    photo = base64.b64encode(photos["00585"]).decode()
+    batch = httpx.post(f"{live.url}/v1/reconcile", json={"instances": [{"image_base64": photo, "expected_quantity": 2}]}, timeout=30)
+    assert batch.status_code == 200 and batch.json()["predictions"][0]["decision"] in {"accept", "review", "mismatch"}

@@ -31,6 +31,19 @@ def browser():
         browser.close()
 
 
+def test_page_shows_no_result_before_a_photo(browser, open_server):
+    """Open / and pick nothing: no result shows (no empty image labelled "the photo sent", no empty "Count"), only the
+    drop area and the fields; the screenshot is saved to test-artifacts/serve-page-first-open.png."""
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    page.goto(f"{open_server.url}/")
+    page.wait_for_selector("#drop")
+    assert page.is_visible("#drop")
+    assert not page.is_visible("#result") and not page.is_visible("#photo") and not page.is_visible("#count")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve-page-first-open.png"), full_page=True)
+    page.close()
+
+
 def test_page_counts_a_picked_photo(browser, open_server, abid_root):
     """Open /, pick a real bin photo in the file input: the photo shows, the count (1-5) appears with five
     probability bars, one marked best; the screenshot is saved to test-artifacts/serve-page.png."""

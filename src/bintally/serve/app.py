@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from types import FrameType
 from typing import Annotated
 
 import anyio
@@ -208,6 +210,13 @@ async def or_error(answer: Awaitable[BaseModel]) -> BaseModel:
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}  # an image body as it is, in OpenAPI
 
+# OpenAPI cannot make a query parameter required for some bodies only: /v1/reconcile's parameter and 422 say it in words.
+QUANTITY_RULE = (
+    "The bin's recorded quantity. Required with one photo (an image or multipart body, or JSON naming one photo); "
+    "with an `instances` batch, the quantity of each instance that gives none of its own."
+)
+NO_QUANTITY = "one photo sent without ?expected_quantity, or a request the schema refuses (unknown field, two sources, bad query parameter)"
+
 
 def body_openapi(ref: type[ImageRef], max_instances: int) -> dict:
     """The OpenAPI request body of a route that takes one photo, or JSON naming one or a batch of `ref`s."""
@@ -280,9 +289,9 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         response_model=ReconcileResponse | ReconcileBatchResponse,
         openapi_extra=body_openapi(ReconcileRef, cfg.max_instances),
         dependencies=[Depends(guard)],
-        responses=error_responses(),
+        responses=error_responses() | {422: {"model": ErrorResponse, "description": NO_QUANTITY}},
     )
-    async def reconcile_bin(request: Request, expected_quantity: Annotated[int | None, Query(ge=0)] = None):
+    async def reconcile_bin(request: Request, expected_quantity: Annotated[int | None, Query(ge=0, description=QUANTITY_RULE)] = None):
         """Does a photo agree with the bin's recorded quantity? `accept`, `review` (a person counts) or `mismatch`.
 
         One image with `?expected_quantity=N`, or `{"instances": [{..., "expected_quantity": N}]}`."""
@@ -340,6 +349,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     return app
 
 
+def exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, max_connections: int = 512) -> None:
     """Serve until interrupted. `max_connections` bounds the request bodies held in memory at once.
 
@@ -349,4 +362,7 @@ def run(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8080, max_connect
     serving_policy(load_artifact(cfg.model).spec, cfg)
     app = create_app(cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")  # as uvicorn's own lines
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again for the handler it found: this one exits 0, a
+    # clean stop to a container runtime (the default handler would end the process as killed, status -15).
+    signal.signal(signal.SIGTERM, exit_cleanly)
     uvicorn.run(app, host=host, port=port, limit_concurrency=max_connections, log_level="info")

@@ -50,7 +50,7 @@ class ImageRef(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=EXACTLY_ONE)
     s3_uri: str | None = None
     url: str | None = None
-    image_base64: str | None = None
+    image_base64: str | None = Field(None, min_length=1)  # minLength in the schema: an empty one names no photo
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageRef:

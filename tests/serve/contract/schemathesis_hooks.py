@@ -12,8 +12,9 @@ def states_quantity(body: object) -> bool:
 
 @schemathesis.hook
 def map_case(context, case):
-    """One photo to /v1/reconcile needs a recorded quantity, ?expected_quantity= or (JSON) its own field: a rule across
-    the query and the body that OpenAPI cannot state. The answer without one (422) is tested in test_reconcile_route.py."""
+    """One photo to /v1/reconcile needs ?expected_quantity= (a batch's instances may give their own): a rule across
+    the query and the body that OpenAPI cannot state (the document says it in words: the parameter's description and
+    the 422's). The answer without one (422) is tested in test_reconcile_route.py and test_openapi.py."""
     query = case.query or {}
     if case.path == "/v1/reconcile" and "expected_quantity" not in query and not states_quantity(case.body):
         case.query = {**query, "expected_quantity": 3}
