@@ -10,9 +10,9 @@ from bintally.model.artifact import load_artifact
 
 
 def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
-    """Without --serve it must leave a manifest, a loadable artifact with test metrics and ONNX, and a report;
-    it prints each training epoch's validation numbers as it goes, and the trivial answer's numbers beside the
-    model's at the end, so a new user can read them; and no Python warning (run as a user runs it: pytest would catch
+    """Without --serve it must leave a manifest, a loadable artifact of every count (0 to 10+) with test metrics and
+    ONNX, and a report; it prints each training epoch's validation numbers as it goes, and at the end the numbers
+    over the whole range and by range beside the trivial answer's, so a new user can read them; and no Python warning (run as a user runs it: pytest would catch
     warnings before they are printed)."""
     out = tmp_path / "qs"
     args = [
@@ -35,10 +35,12 @@ def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
     assert "Warning" not in output, output
     assert "epoch 1: validation accuracy" in output
     artifact = load_artifact(str(out / "model"))
-    assert artifact.onnx_path and artifact.spec.classes == [1, 2, 3, 4, 5]
+    assert artifact.onnx_path and artifact.spec.count_classes.labels == [*map(str, range(10)), "10+"]
     assert 0.0 <= artifact.spec.metrics["accuracy"] <= 1.0 and artifact.spec.metrics["n"] > 0
     assert json.loads((out / "report" / "metrics.json").read_text())["n"] == artifact.spec.metrics["n"]
     assert (out / "report" / "report.html").stat().st_size > 10_000  # plots embedded
     assert (out / "manifest.report.json").exists()
-    baseline = artifact.spec.metrics["baseline"]
-    assert f"always {baseline['answer']} (trivial)" in output and f"{baseline['accuracy']:.3f}" in output
+    baseline, flat = artifact.spec.metrics["baseline"], " ".join(output.replace("│", " ").split())
+    assert f"always {baseline['label']}" in flat and f"{baseline['accuracy']:.3f}" in flat
+    for part in ["all", *artifact.spec.metrics["ranges"], "1-5 among 1-5"]:
+        assert f" {part} " in flat, part

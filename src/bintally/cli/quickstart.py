@@ -18,17 +18,17 @@ QUICKSTART = QuickstartConfig(data="")  # the options' defaults are the config's
 
 def results_table(metrics: dict) -> Table:
     """The test numbers over the whole range and by range (with the 1-5 bins answered among 1-5 alone, as a
-    1-5 model answers), beside the trivial answer's."""
+    1-5 model answers), the model's accuracy beside the trivial answer's."""
     baseline = metrics.get("baseline") or {}
     table = Table(title=f"test split ({metrics['n']} bins)")
-    for column in ("bins", "n", "model: accuracy", "+-1", "rmse"):
+    for column in ("bins", "n", "accuracy", "+-1", "rmse"):
         table.add_column(column, justify="left" if column == "bins" else "right")
     if baseline:
-        table.add_column(f"always {baseline.get('label', baseline['answer'])}: accuracy", justify="right")
+        table.add_column(f"always {baseline.get('label', baseline['answer'])}", justify="right")
     rows = {"all": metrics, **metrics.get("ranges", {})}
     if "small_counts_only" in metrics:
-        rows["1-5, answered among 1-5"] = metrics["small_counts_only"]
-    trivial = {"all": baseline, **baseline.get("ranges", {}), "1-5, answered among 1-5": baseline.get("ranges", {}).get("1-5", {})}
+        rows["1-5 among 1-5"] = metrics["small_counts_only"]
+    trivial = {"all": baseline, **baseline.get("ranges", {}), "1-5 among 1-5": baseline.get("ranges", {}).get("1-5", {})}
     for name, m in rows.items():
         known = trivial.get(name, {})
         extra = [f"{known['accuracy']:.3f}" if "accuracy" in known else "-"] if baseline else []
