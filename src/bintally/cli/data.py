@@ -35,6 +35,7 @@ SubsetOpt = Annotated[str | None, typer.Option("--subset", help="capstone file_l
 CountsOpt = Annotated[str | None, typer.Option("--counts", help="count range, e.g. 1-5")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="at most N bins")]
 PerCountOpt = Annotated[int | None, typer.Option("--per-count", min=1, help="at most N bins per count")]
+SHARDS = ShardsConfig.model_fields  # the options' defaults are the config's
 IdsOpt = Annotated[str | None, typer.Option("--ids", help="file of bin ids, one per line")]
 
 
@@ -114,10 +115,10 @@ def manifest_cmd(
 def shards_cmd(
     manifest: str,
     out: Annotated[str, typer.Option("--out", help="folder or s3:// prefix for the shards and their indexes")],
-    photos_per_shard: Annotated[int, typer.Option(min=1)] = ShardsConfig.model_fields["photos_per_shard"].default,
+    photos_per_shard: Annotated[int, typer.Option(min=1)] = SHARDS["photos_per_shard"].default,
     image_size: Annotated[int | None, typer.Option(help="store photos with the shorter side at most this (default: as they are)")] = None,
     seed: Annotated[int, typer.Option(help="the order photos are dealt into shards")] = 0,
-    workers: Annotated[int, typer.Option(min=1, help="shards built at once")] = ShardsConfig.model_fields["workers"].default,
+    workers: Annotated[int, typer.Option(min=1, help="shards built at once")] = SHARDS["workers"].default,
     endpoint_url: EndpointOpt = None,
 ) -> None:
     """Write the manifest's photos with their counts into tar shards (WebDataset layout), one index per split:
