@@ -39,6 +39,16 @@ def small_manifest(tmp_path_factory, abid_root) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_shards(tmp_path_factory, small_manifest) -> str:
+    """The small manifest's photos in shards of 8, as `bintally data shards` writes them."""
+    from bintally.data.shards import ShardsConfig, write_shards
+
+    out = str(tmp_path_factory.mktemp("shards"))
+    write_shards(ShardsConfig(manifest=str(small_manifest), out=out, photos_per_shard=8))
+    return out
+
+
+@pytest.fixture(scope="session")
 def small_artifact(tmp_path_factory) -> str:
     """Packaged EfficientNet-Lite0 with a fresh ordinal head for counts 1-5 at 96 px; no model.onnx,
     so the ONNX backend exports one when it loads. The head is seeded: its weights do not depend on which tests

@@ -12,7 +12,8 @@ from bintally.model.artifact import load_artifact
 def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
     """Without --serve it must leave a manifest, a loadable artifact of every count (0 to 10+) with test metrics and
     ONNX, and a report; it prints each training epoch's validation numbers as it goes, and at the end the numbers
-    over the whole range and by range beside the trivial answer's, so a new user can read them; and no Python warning (run as a user runs it: pytest would catch
+    over the whole range and by range beside the trivial answer's, so a new user can read them; and no Python
+    warning (run as a user runs it: pytest would catch
     warnings before they are printed)."""
     out = tmp_path / "qs"
     args = [

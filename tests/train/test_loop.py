@@ -237,3 +237,23 @@ def test_the_weights_ema_is_the_default_and_zero_turns_it_off():
     0.998, chosen on validation); 0 means the raw weights, stored as None like a config that never had one."""
     assert TrainConfig().ema_decay == 0.998
     assert TrainConfig(ema_decay=0).ema_decay is None and TrainConfig(ema_decay=None).ema_decay is None
+
+
+def test_training_streams_from_shards(small_manifest, small_shards, tiny, tmp_path):
+    """Training from shards takes the same rows and counts as from files: full batches of the training split, the same
+    classes, a loadable artifact that records where its photos came from."""
+    cfg = tiny(epochs=1, strategy="head", workers=2, shuffle_buffer=8)
+    result = train(str(small_manifest), str(tmp_path / "run"), cfg, shards=small_shards)
+    artifact = load_artifact(str(tmp_path / "run"))
+    assert artifact.spec.classes == [1, 2, 3, 4, 5] and artifact.spec.train_config["shards"] == small_shards
+    assert result.history[0]["val"]["accuracy"] >= 0
+
+
+def test_shards_of_another_manifest_are_refused(small_manifest, small_shards, tiny, tmp_path):
+    from bintally.data.manifest import ManifestBuild, read_manifest, write_manifest
+
+    manifest = read_manifest(str(small_manifest))
+    other = tmp_path / "other.parquet"
+    write_manifest(ManifestBuild(manifest=manifest.model_copy(update={"rows": manifest.rows[1:]}), problems=[]), str(other))
+    with pytest.raises(ValueError, match="written from another manifest"):
+        train(str(other), str(tmp_path / "run"), tiny(epochs=1), shards=small_shards)

@@ -1,4 +1,4 @@
-"""`bintally data ...`: fetch, manifest, stats, preview."""
+"""`bintally data ...`: fetch, manifest, shards, stats, preview."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import EndpointOpt, app, console, progress, reported_errors
+from bintally.cli.app import EndpointOpt, app, console, make_config, progress, reported_errors
 from bintally.data.abid import AbidRoot
 from bintally.data.fetch import fetch
 from bintally.data.images import Enhance
@@ -18,6 +18,7 @@ from bintally.data.manifest import (
     read_manifest,
     write_manifest,
 )
+from bintally.data.shards import ShardsConfig, write_shards
 from bintally.data.stats import (
     DatasetStats,
     manifest_stats,
@@ -34,6 +35,7 @@ SubsetOpt = Annotated[str | None, typer.Option("--subset", help="capstone file_l
 CountsOpt = Annotated[str | None, typer.Option("--counts", help="count range, e.g. 1-5")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="at most N bins")]
 PerCountOpt = Annotated[int | None, typer.Option("--per-count", min=1, help="at most N bins per count")]
+SHARDS = ShardsConfig.model_fields  # the options' defaults are the config's
 IdsOpt = Annotated[str | None, typer.Option("--ids", help="file of bin ids, one per line")]
 
 
@@ -107,6 +109,30 @@ def manifest_cmd(
         report = write_manifest(build, out, endpoint_url)
     _print_stats(manifest_stats(build.manifest))
     console.print(f"wrote {out} ({len(build.manifest.rows):,} bins); {len(build.problems):,} skipped, listed in {report}")
+
+
+@data_app.command("shards")
+def shards_cmd(
+    manifest: str,
+    out: Annotated[str, typer.Option("--out", help="folder or s3:// prefix for the shards and their indexes")],
+    photos_per_shard: Annotated[int, typer.Option(min=1)] = SHARDS["photos_per_shard"].default,
+    image_size: Annotated[int | None, typer.Option(help="store photos with the shorter side at most this (default: as they are)")] = None,
+    seed: Annotated[int, typer.Option(help="the order photos are dealt into shards")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="shards built at once")] = SHARDS["workers"].default,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Write the manifest's photos with their counts into tar shards (WebDataset layout), one index per split:
+    resumable, verified by sha256; `bintally train MANIFEST --shards OUT` streams them."""
+    cfg = make_config(
+        ShardsConfig, manifest=manifest, out=out, photos_per_shard=photos_per_shard, image_size=image_size, seed=seed,
+        workers=workers, endpoint_url=endpoint_url,
+    )  # fmt: skip
+    with reported_errors(), progress("writing shards") as update:
+        result = write_shards(cfg, on_progress=update)
+    console.print(
+        f"{result.photos:,} photos in {result.written + result.kept:,} shards ({result.written:,} written, "
+        f"{result.kept:,} kept from an earlier run); indexes: {', '.join(result.indexes.values())}"
+    )
 
 
 @data_app.command("stats")

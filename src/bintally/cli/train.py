@@ -12,7 +12,7 @@ import yaml
 from rich.table import Table
 
 from bintally import storage
-from bintally.cli.app import app, console, make_config, progress, reported_errors
+from bintally.cli.app import EndpointOpt, app, console, make_config, progress, reported_errors
 from bintally.counts import parse_classes
 from bintally.data.images import decode_image
 from bintally.evaluate.report import evaluate
@@ -113,6 +113,11 @@ def train_cmd(
     precision: Annotated[Precision, typer.Option(help="auto (bf16 where measured faster) | fp32 | bf16")] = DEFAULT.precision,
     channels_last: bool = DEFAULT.channels_last,
     workers: int = DEFAULT.workers,
+    shards: Annotated[
+        str | None, typer.Option(help="stream the training photos from these shards (`data shards MANIFEST --out SHARDS`): folder or s3://")
+    ] = None,
+    shuffle_buffer: Annotated[int, typer.Option(min=1, help="with --shards: photos a worker shuffles among")] = DEFAULT.shuffle_buffer,
+    endpoint_url: EndpointOpt = None,
     limit_train: int | None = None,
     limit_val: int | None = None,
     name: str | None = None,
@@ -124,6 +129,7 @@ def train_cmd(
     sagemaker_root: Annotated[str, typer.Option(envvar="BINTALLY_SAGEMAKER_ROOT", help="with no MANIFEST: the job's files")] = ML_ROOT,
 ) -> None:
     """Train a counting model on a manifest; the run directory becomes a model artifact (best validation epoch).
+    With --shards, the training photos stream from tar shards written from the manifest (local or s3://).
 
     With no MANIFEST it runs as SageMaker's `IMAGE train`: data, hyperparameters and the artifact under /opt/ml."""
     if manifest is None:
@@ -145,13 +151,16 @@ def train_cmd(
             classes=parse_classes(classes) if classes else None, top_class=top_class or None,
             train_splits=train_splits.split(","), val_split=None if val_split == "none" else val_split,
             monitor=monitor, patience=patience, seed=seed, device=device, precision=precision, channels_last=channels_last,
-            workers=workers, limit_train=limit_train, limit_val=limit_val, name=name,
+            workers=workers, shuffle_buffer=shuffle_buffer, limit_train=limit_train, limit_val=limit_val, name=name,
         )  # fmt: skip
         cfg = TrainConfig(**chosen_fields(ctx, recipe, config, fields))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if endpoint_url:
+        os.environ[storage.ENDPOINT_ENV] = endpoint_url  # every reader of s3:// (loader workers, calibration) resolves it
     with reported_errors(), step_progress() as on_step:
-        result = train(manifest, out, cfg, on_epoch=print_epoch if is_rank_zero() else None, resume=resume, on_step=on_step)
+        on_epoch = print_epoch if is_rank_zero() else None
+        result = train(manifest, out, cfg, on_epoch=on_epoch, resume=resume, on_step=on_step, shards=shards)
     if not is_rank_zero():
         return
     if result.start_epoch:

@@ -70,6 +70,7 @@ class TrainConfig(BaseModel):
     precision: Precision = "auto"  # auto: bf16 autocast on CUDA; on CPUs with native bf16 if measured faster (train.precision)
     channels_last: bool = True
     workers: int = Field(2, ge=0)
+    shuffle_buffer: int = Field(1000, ge=1)  # training from shards: photos each loader worker draws its next one from
     limit_train: int | None = Field(None, ge=1)  # a seeded sample of the training rows
     limit_val: int | None = Field(None, ge=1)
     name: str | None = None  # the artifact's name; default: the run directory's name

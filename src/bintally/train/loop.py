@@ -21,12 +21,13 @@ The run directory is itself the model artifact (see `model.artifact`), plus
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,13 +39,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 from bintally import storage
 from bintally.counts import CountClasses
 from bintally.data.images import Enhance
-from bintally.data.manifest import Manifest, ManifestRow, read_manifest
+from bintally.data.manifest import Manifest, ManifestRow, Split, read_manifest
+from bintally.data.shards import read_index
 from bintally.errors import BintallyError
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, save_artifact
 from bintally.model.backbones import normalisation
-from bintally.model.dataset import BinDataset, sample_rows, with_counts
+from bintally.model.dataset import BinDataset, ShardSource, ShardStream, sample_rows, stream_batches, with_counts
 from bintally.model.heads import CountModel, create_model
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
@@ -104,6 +106,29 @@ class TrainData:
     train_rows: list[ManifestRow]
     val_rows: list[ManifestRow]
     classes: CountClasses
+    shards: ShardSource | None = None  # where the training photos stream from; None: the manifest's files
+
+
+def shard_source(root: str, manifest: Manifest, splits: list[Split]) -> ShardSource:
+    """The training splits' shards, refused unless written from this manifest (the source of truth for splits and labels)."""
+    indexes = [read_index(root, split) for split in splits]
+    stale = [i.split for i in indexes if i.manifest_digest != manifest.digest()]
+    if stale:
+        raise ValueError(f"the {', '.join(stale)} shards in {root} were written from another manifest: rerun `bintally data shards`")
+    return ShardSource(root, tuple(e for i in indexes for e in i.shards))
+
+
+class Batches:
+    """The first `steps` batches of a loader: every DDP rank takes the same number of steps, or the all-reduce hangs."""
+
+    def __init__(self, loader: DataLoader, steps: int):
+        self.loader, self.steps = loader, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator:
+        return itertools.islice(self.loader, self.steps)
 
 
 def select_data(manifest: Manifest, cfg: TrainConfig) -> TrainData:
@@ -247,9 +272,36 @@ class Trainer:
             drop_last=shuffle and shard > self.cfg.batch_size,  # BatchNorm cannot train on a last batch of one
         )
 
-    def train_loader(self, epoch: int) -> DataLoader:
+    def train_loader(self, epoch: int) -> DataLoader | Batches:
         augment = Augmentation(self.cfg.augment, self.pp, self.cfg.augment_strength)
+        if self.data.shards:
+            return self._stream(self.data.shards, augment, epoch)
         return self._loader(self.data.train_rows, augment, epoch, shuffle=True, extras=self.aux_values)
+
+    def _stream(self, source: ShardSource, transform: Augmentation, epoch: int) -> Batches:
+        """The training photos from shards: rank r reads every world-size-th shard, each of its loader workers a share
+        of those; as many batches as the rank with the fewest has."""
+        cfg, ctx = self.cfg, self.ctx
+        keep = {r.id for r in self.data.train_rows}
+        extras = dict(zip((r.id for r in self.data.train_rows), self.aux_values)) if self.aux_values else None
+        per_rank = [source.shards[rank :: ctx.world_size] for rank in range(ctx.world_size)]
+        steps = min(stream_batches(shards, keep, max(cfg.workers, 1), cfg.batch_size) for shards in per_rank)
+        if not steps:
+            raise ValueError(
+                f"{len(source.shards)} shards give some rank no full batch of {cfg.batch_size} over {max(cfg.workers, 1)} loader "
+                "workers: write smaller shards (--photos-per-shard) or use fewer workers"
+            )
+        seed = f"{epoch_seed(cfg.seed, epoch)}:{ctx.rank}"
+        stream = ShardStream(replace(source, shards=per_rank[ctx.rank]), keep, self.pp, transform, cfg.shuffle_buffer, seed, extras)
+        loader = DataLoader(
+            stream,
+            batch_size=cfg.batch_size,
+            generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)),
+            num_workers=cfg.workers,
+            pin_memory=ctx.device.type == "cuda",
+            drop_last=True,
+        )
+        return Batches(loader, steps)
 
     def _network(self, epoch: int) -> torch.nn.Module:
         """The model set up for this epoch's strategy: frozen or trainable backbone, DDP-wrapped if distributed."""
@@ -381,8 +433,10 @@ def train(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     resume: bool = False,
     on_step: Callable[[StepUpdate], None] | None = None,
+    shards: str | None = None,
 ) -> TrainResult:
-    """Train on a manifest; `out_dir` becomes a model artifact holding the best-validation weights.
+    """Train on a manifest; `out_dir` becomes a model artifact holding the best-validation weights. With `shards`
+    (written by `data shards` from this manifest), the training photos stream from there; validation reads files.
 
     `on_epoch(epoch, val_metrics)` runs on every rank after each epoch, with the
     validation scalars (accuracy, within_one, mae, rmse, macro_f1, loss; empty
@@ -391,6 +445,8 @@ def train(
     """
     manifest = read_manifest(manifest_url)
     data = select_data(manifest, cfg)
+    if shards:
+        data = replace(data, shards=shard_source(shards, manifest, cfg.train_splits))
     pp = preprocess_for(cfg)
     checkpoint = read_checkpoint(out_dir, cfg, resume)
     with distributed.context(cfg.device) as ctx:
@@ -407,7 +463,7 @@ def train(
             classes=data.classes.values,
             open_top=data.classes.open_top,
             preprocess=pp,
-            train_config={"manifest": manifest_url, **cfg.model_dump(mode="json")},
+            train_config={"manifest": manifest_url, **({"shards": shards} if shards else {}), **cfg.model_dump(mode="json")},
             manifest_digest=manifest.digest(),
         )
         start_epoch = state.next_epoch
