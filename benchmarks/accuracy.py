@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import tables
+
 from bintally.cli.train import print_epoch, step_progress
 from bintally.data.abid import AbidRoot
 from bintally.data.manifest import Manifest, ManifestBuild, build_manifest, read_manifest, write_manifest
@@ -174,25 +176,8 @@ def results_table(folder: Path) -> str:
 
 
 def learning_curve(folder: Path) -> str:
-    """The default recipe's cpu-screen runs at 160 px (accuracy-cpu-screen-image-size160-*-best.json), by number of
-    training photos: each seed's best validation epoch for the EMA (the kept model) and for the raw weights, then
-    their means. Both come from the same run, so the raw column needs no runs of its own."""
-    by_size: dict[str, list[dict]] = {}
-    for path in sorted(folder.glob("accuracy-cpu-screen-image-size160-*best.json")):
-        result = json.loads(path.read_text())
-        row, size = result["rows"][0], str(result["preset"].get("limit_train", "all"))
-        raw = max(h["val_raw"]["accuracy"] for h in row["history"])
-        by_size.setdefault(size, []).append(
-            {"seed": result["preset"].get("seed", 0), "ema": row["validation"]["accuracy"], "raw": raw}
-            | {k: row["validation"][k] for k in ("within_one", "rmse")}
-        )
-    lines = ["| training photos | seed | val acc (EMA) | val acc (raw) | val +-1 | val RMSE |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for size, runs in sorted(by_size.items(), key=lambda item: float("inf") if item[0] == "all" else int(item[0])):
-        mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("ema", "raw", "within_one", "rmse")}
-        for seed, r in [*((str(r["seed"]), r) for r in sorted(runs, key=lambda r: r["seed"])), (f"mean of {len(runs)}", mean)]:
-            lines.append(f"| {size} | {seed} | {r['ema']:.1%} | {r['raw']:.1%} | {r['within_one']:.1%} | {r['rmse']:.2f} |")
-    return "\n".join(lines)
+    """The learning-curve table (`--learning-curve`): rendered by benchmarks/tables.py, the one renderer."""
+    return "\n".join(tables.learning_curve(folder=folder))
 
 
 def answering_1_to_5(run: Path, manifest: str) -> dict:

@@ -1,6 +1,6 @@
 """Flip test-time augmentation: the network's logits averaged over the photo and its flipped views.
 
-Chosen on validation (`benchmarks/tta.py`), set on an artifact by `bintally calibrate --flips`, and then part
+Chosen on validation (`benchmarks/studies/tta.py`), set on an artifact by `bintally calibrate --flips`, and then part
 of the model itself (`ModelArtifact.torch_model`, so the ONNX export, every predictor and evaluation see it).
 Each flip is one more forward pass per photo.
 """

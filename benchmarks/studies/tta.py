@@ -1,7 +1,7 @@
 """Flip test-time augmentation, measured on the validation split: does averaging over flips help?
 
-    python benchmarks/tta.py MODEL MANIFEST                 # validation split (choosing happens here)
-    python benchmarks/tta.py MODEL MANIFEST --split test    # once, only for a variant validation chose
+    python benchmarks/studies/tta.py MODEL MANIFEST                 # validation split (choosing happens here)
+    python benchmarks/studies/tta.py MODEL MANIFEST --split test    # once, only for a variant validation chose
 
 The artifact's network scores each photo as it is and flipped (left-right, top-bottom, both), the views'
 logits averaged exactly as serving does once `bintally calibrate MODEL MANIFEST --flips ...` sets them
@@ -15,6 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
+import _benchmarks  # noqa: F401  (the maintained benchmarks' helpers, from the folder above)
 import numpy as np
 from _results import RESULTS, write_result
 from torch.utils.data import DataLoader
@@ -70,7 +71,7 @@ def main() -> None:
         "variants": results,
         "table": "\n".join(lines),
     }
-    write_result(out, result, started, "tta.py")
+    write_result(out, result, started, "studies/tta.py")
     print(f"wrote {out}")
 
 

@@ -1,6 +1,6 @@
 """Which neighbouring counts can the models tell apart, and can moving the decision thresholds lift the weakest?
 
-    python benchmarks/count_separability.py MANIFEST MODEL [MODEL...]      # the validation split; test is not read
+    python benchmarks/studies/count_separability.py MANIFEST MODEL [MODEL...]      # the validation split; test is not read
 
 For each model (and, given several, their equal-weight ensemble, as in ensemble.py), over counts 1-5:
 
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _benchmarks  # noqa: F401  (the maintained benchmarks' helpers, from the folder above)
 import numpy as np
 from _results import RESULTS, write_result
 from ensemble import COUNTS, member_probabilities
@@ -129,7 +130,7 @@ def main() -> None:
     print(f"{len(rows)} validation bins; offsets scored by {FOLDS}-fold cross-validation, {SHUFFLES} shuffles")
     print("\n".join(lines))
     result = {"split": "val", "bins": len(rows), "models": args.models, "results": results, "table": lines}
-    write_result(args.out, result, started, "count_separability.py")
+    write_result(args.out, result, started, "studies/count_separability.py")
     print(f"wrote {args.out}")
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/count_separability.py's decision offsets, on made-up probabilities whose answers are known."""
+"""benchmarks/studies/count_separability.py's decision offsets, on made-up probabilities whose answers are known."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from bintally.model.calibration import softmax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks" / "studies"))
 from count_separability import RULES, cross_validated, measured
 
 

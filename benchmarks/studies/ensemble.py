@@ -1,8 +1,8 @@
 """An ensemble of trained models, measured on the validation split: does averaging their probabilities help, and
 what does it cost?
 
-    python benchmarks/ensemble.py MANIFEST MODEL MODEL [MODEL...]                # validation split (choosing happens here)
-    python benchmarks/ensemble.py MANIFEST MODEL MODEL ... --split test          # once, only for an ensemble validation chose
+    python benchmarks/studies/ensemble.py MANIFEST MODEL MODEL [MODEL...]                # validation split (choosing happens here)
+    python benchmarks/studies/ensemble.py MANIFEST MODEL MODEL ... --split test          # once, only for an ensemble validation chose
 
 Each model scores the split in float32 (as served); its calibrated probabilities (its own temperature) over
 the benchmark's counts 1-5 are averaged with equal weights (a model trained on more counts has its other
@@ -17,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+import _benchmarks  # noqa: F401  (the maintained benchmarks' helpers, from the folder above)
 import numpy as np
 from _results import RESULTS, write_result
 from torch.utils.data import DataLoader
@@ -74,7 +75,7 @@ def main() -> None:
     print("\n".join(lines))
     out = args.out or RESULTS / f"ensemble-{args.split}.json"
     result = {"split": args.split, "bins": len(rows), "models": args.models, "results": results, "table": lines}
-    write_result(out, result, started, "ensemble.py")
+    write_result(out, result, started, "studies/ensemble.py")
     print(f"wrote {out}")
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/eye_count.py end to end on real bins: draw photos blind, fill in answers, score them."""
+"""benchmarks/studies/eye_count.py end to end on real bins: draw photos blind, fill in answers, score them."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from PIL import Image
 
 from bintally.data.manifest import read_manifest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def eye_count(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "benchmarks/eye_count.py", *args], cwd=REPO, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "benchmarks/studies/eye_count.py", *args], cwd=REPO, capture_output=True, text=True)
 
 
 def test_photos_are_drawn_blind_and_answers_are_scored_against_the_records(tmp_path, small_manifest, small_artifact):

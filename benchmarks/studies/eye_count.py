@@ -1,8 +1,8 @@
 """Counting by eye: how often does what a photo shows match the recorded count? A reference for the models'
 numbers: where the eye and the record disagree, the photo does not show what was counted.
 
-    python benchmarks/eye_count.py sample MANIFEST --out DIR [--n 30 --seed 7]   # photos to count, blind
-    python benchmarks/eye_count.py score MANIFEST DIR/answers.csv [--model RUN_DIR ...]
+    python benchmarks/studies/eye_count.py sample MANIFEST --out DIR [--n 30 --seed 7]   # photos to count, blind
+    python benchmarks/studies/eye_count.py score MANIFEST DIR/answers.csv [--model RUN_DIR ...]
 
 `sample` draws N validation bins (seeded), writes each photo twice its size as DIR/NN.png, an answers.csv with
 the bin ids and an empty `count` column, and draw.json (manifest, its digest, N, seed); the recorded counts are
@@ -21,6 +21,7 @@ import random
 import time
 from pathlib import Path
 
+import _benchmarks  # noqa: F401  (the maintained benchmarks' helpers, from the folder above)
 import numpy as np
 from _results import RESULTS, write_result
 from ensemble import COUNTS, member_probabilities
@@ -104,7 +105,7 @@ def score(args: argparse.Namespace) -> None:
     answered_rows = [{"id": r.id, "recorded": r.count, "by_eye": answers[r.id]} for r in rows]
     out = args.out or RESULTS / f"eye-count-{Path(args.answers).parent.name}.json"  # DIR names the draw
     result = {"draw": draw, "bins": len(rows), "answers": answered_rows, "results": results, "table": lines}
-    write_result(out, result, started, "eye_count.py")
+    write_result(out, result, started, "studies/eye_count.py")
     print(f"wrote {out}")
 
 
