@@ -254,3 +254,12 @@ def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(sm
     before, after = np.abs(mean_outputs(weights | int8_weights) - fp32), np.abs(mean_outputs(corrected | int8_weights) - fp32)
     assert before.max() > 1e-2  # rounding shifts the means (measured: up to 0.03)...
     assert after.max() < before.max() / 5  # ...and the correction removes that, up to the borders (measured: 12x less)
+
+
+def test_an_open_top_class_calibrates_and_checks_int8_on_every_count_it_holds(exported):
+    """Tried: the small model's spec as counts 0-3 and "4 or more" over the small manifest (counts 1-5). Must hold:
+    the int8 calibration and check photos include the bins of 5, which the class 4+ holds."""
+    artifact = load_artifact(exported)
+    artifact.spec = artifact.spec.model_copy(update={"classes": [0, 1, 2, 3, 4], "open_top": True})
+    calibration, _, check = quantize.photo_rows(artifact, quantize.Int8Config(calibration_photos=1000, check_photos=1000))
+    assert max(r.count for r in calibration) == max(r.count for r in check) == 5

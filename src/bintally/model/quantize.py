@@ -77,12 +77,12 @@ def photo_rows(artifact: ModelArtifact, cfg: Int8Config) -> tuple[list[ManifestR
     url = artifact.spec.train_config.get("manifest")
     if not url or not storage.exists(url):
         raise ValueError(f"{artifact.path} records no readable training manifest to calibrate int8 on")
-    manifest, classes = read_manifest(url), set(artifact.spec.classes)
-    calibration = [r for r in manifest.split("train") if r.count in classes][: cfg.calibration_photos]
+    manifest, classes = read_manifest(url), artifact.spec.count_classes
+    calibration = [r for r in manifest.split("train") if classes.contains(r.count)][: cfg.calibration_photos]
     split = "val" if manifest.split("val") else "test"
-    check = [r for r in manifest.split(split) if r.count in classes][: cfg.check_photos]
+    check = [r for r in manifest.split(split) if classes.contains(r.count)][: cfg.check_photos]
     if not calibration or not check:
-        raise ValueError(f"{url} needs training-split and validation-split photos of counts {sorted(classes)} to calibrate and check int8")
+        raise ValueError(f"{url} needs training-split and validation-split photos of counts {classes.labels} to calibrate and check int8")
     return calibration, split, check
 
 
@@ -213,7 +213,8 @@ def compare(fp32_path: str, int8: bytes, rows: list[ManifestRow], artifact: Mode
         int8_logits.append(int8_session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0])
     p32 = softmax(np.concatenate(fp32_logits), spec.temperature)
     p8 = softmax(np.concatenate(int8_logits), spec.temperature)
-    classes, truth = np.array(spec.classes), np.array([r.count for r in rows])
+    counts = [r.count for r in rows]
+    classes, truth = np.array(spec.classes), spec.count_classes.clip(counts)
     c32, c8 = classes[p32.argmax(1)], classes[p8.argmax(1)]
     _, low, high = paired_accuracy_difference(c32 == truth, c8 == truth)
     return Int8Comparison(
