@@ -358,6 +358,29 @@ def test_int8_is_refused_where_the_policy_breaks_its_target_or_decides_otherwise
         assert len(why) == 1 and re.search(refused, why[0])
 
 
+def test_auto_serves_fp32_where_the_int8_check_never_judged_the_fitted_policy(exported, monkeypatch, caplog):
+    """Tried: an int8 graph checked before the model had a fitted policy, its check in model.json as written before
+    policies were checked; then one checked under the policy, which is fitted again after. On a CPU where int8 pays.
+    Must hold: the old check loads; auto serves fp32 and says why in one line, while --precision int8 still serves int8,
+    saying its policy was not checked on it; checked, auto serves int8; fitted again, fp32."""
+    with_fitted_policy(exported)
+    written = json.loads(Path(exported, "model.json").read_text())
+    assert written["int8"].get("policy_check") is None  # no fitted policy when it was checked
+    for key in ("policy_check", "probability_diff_limit", "changed_decisions_limit"):
+        written["int8"].pop(key, None)
+    Path(exported, "model.json").write_text(json.dumps(written))
+    monkeypatch.setattr(predictor_module, "int8_pays", lambda bits: True)
+    assert load_predictor(exported).precision == "fp32"
+    assert "decision policy was not checked on its int8 graph's probabilities" in caplog.text and "auto serves fp32" in caplog.text
+    assert load_predictor(exported, precision="int8").precision == "int8" and "serving int8 as asked" in caplog.text
+    quantize.export_int8(load_artifact(exported), LOOSE)
+    assert load_predictor(exported).precision == "int8"
+    spec = load_artifact(exported).spec
+    spec.decision_policy = spec.decision_policy.with_thresholds(accept_at=0.9).model_copy(update={"fitted": {"split": "val"}})
+    write_spec(exported, spec)
+    assert load_predictor(exported).precision == "fp32"
+
+
 def test_an_open_top_class_calibrates_and_checks_int8_on_every_count_it_holds(exported):
     """Tried: the small model's spec as counts 0-3 and "4 or more" over the small manifest (counts 1-5). Must hold:
     the int8 calibration and check photos include the bins of 5, which the class 4+ holds."""
