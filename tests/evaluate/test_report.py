@@ -133,7 +133,8 @@ def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, sm
     """`calibrate --flips top-bottom` on a copy that has model.onnx and model.int8.onnx: the artifact averages over
     the flip from then on (its ONNX graph exported again, so it answers what PyTorch does; its int8 graph quantised
     again from that one and checked, so it stays servable in int8), with the temperature refitted on the averaged
-    logits; `--flips none` takes it off again."""
+    logits; `--flips none` takes it off again. Each time, and without --flips too, the int8 graph is checked again
+    under the decision policy just fitted."""
     run = tmp_path / "run"
     shutil.copytree(evaluated[0], run)
     invoke("export", str(run), "--int8", "--max-accuracy-drop", "1")
@@ -149,5 +150,10 @@ def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, sm
         averaged = artifact.torch_model()(torch.from_numpy(batch)).numpy()
         bare = artifact.torch_model(flips=[])(torch.from_numpy(batch)).numpy()
     assert np.abs(onnx_logits - averaged).max() < 1e-3 and np.abs(onnx_logits - bare).max() > 1e-3
+    assert artifact.spec.int8.covers(artifact.spec.decision_policy)
     invoke("calibrate", str(run), str(small_manifest), "--flips", "none")
-    assert load_artifact(str(run)).spec.flips == []
+    again = load_artifact(str(run)).spec
+    assert again.flips == [] and again.int8 is not None and again.int8.covers(again.decision_policy)
+    invoke("calibrate", str(run), str(small_manifest), "--error-rate", "0.3")  # another policy, the same graphs
+    again = load_artifact(str(run)).spec
+    assert again.decision_policy.errors.rate == 0.3 and again.int8 is not None and again.int8.covers(again.decision_policy)

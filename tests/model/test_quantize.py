@@ -3,23 +3,56 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bintally import hardware
+from bintally import hardware, storage
 from bintally.cli import app
+from bintally.data.images import decode_image
 from bintally.model import predictor as predictor_module
 from bintally.model import quantize
-from bintally.model.artifact import INT8_FILE, load_artifact
+from bintally.model.artifact import INT8_FILE, load_artifact, write_spec
 from bintally.model.calibration import softmax
 from bintally.model.export import export_onnx
 from bintally.model.predictor import load_predictor, resolve_precision
 from bintally.model.preprocess import prepare_batch
+from bintally.model.spec import Int8Comparison, PolicyCheck, unfitted
+from bintally.reconcile.fit import Outcome, outcome, simulate
+from bintally.reconcile.policy import DecisionPolicy
 
 LENIENT = quantize.Int8Config(calibration_photos=16, check_photos=16, max_accuracy_drop=1.0)  # an untrained head
+# The policy limits as loose as they go: only the probability limit, set per test, can refuse.
+LOOSE = LENIENT.model_copy(update={"probability_diff_limit": 1.0, "changed_decisions_limit": 1.0})
+
+
+def check_probabilities(model: str, precision: str) -> tuple[np.ndarray, list[int]]:
+    """The model's probabilities in `precision` on the photos its int8 check uses, and their true counts."""
+    artifact = load_artifact(model)
+    _, _, rows = quantize.photo_rows(artifact, LENIENT)
+    predictor = load_predictor(model, precision=precision)  # type: ignore[arg-type]
+    batch = prepare_batch([decode_image(storage.read_bytes(r.uri)) for r in rows], artifact.spec.preprocess)
+    return softmax(predictor.logits(batch)), [r.count for r in rows]
+
+
+def with_fitted_policy(model: str) -> DecisionPolicy:
+    """Quantise the model (loosely, with no policy to check), then give it a policy "fitted" on its check photos whose
+    accept threshold lies between fp32's and int8's probability where they differ most for a record the error model
+    makes, so the two graphs decide that record differently; its target: at most 50% wrong among the accepted."""
+    quantize.export_int8(load_artifact(model), LOOSE)
+    (p32, counts), (p8, _) = check_probabilities(model, "fp32"), check_probabilities(model, "int8")
+    classes = np.array(load_artifact(model).spec.classes)
+    recordable = np.abs(classes[None, :] - np.array(counts)[:, None]) <= 3  # RecordErrors' sizes: 1, 2 or 3 off
+    i, k = np.unravel_index(np.argmax(np.abs(p32 - p8) * recordable), p32.shape)
+    fitted = {"split": "val", "targets": {"max_accepted_error": 0.5}}
+    policy = DecisionPolicy(accept_at=float(p32[i, k] + p8[i, k]) / 2, flag_at=float(np.quantile(p32, 0.05)), fitted=fitted)
+    spec = load_artifact(model).spec
+    spec.decision_policy = policy
+    write_spec(model, spec)
+    return policy
 
 
 def test_int8_graph_is_written_with_its_check_and_serves_close_to_fp32(exported, bin_photos):
@@ -254,3 +287,104 @@ def test_bias_correction_gives_each_int8_weight_convolution_fp32s_mean_output(sm
     before, after = np.abs(mean_outputs(weights | int8_weights) - fp32), np.abs(mean_outputs(corrected | int8_weights) - fp32)
     assert before.max() > 1e-2  # rounding shifts the means (measured: up to 0.03)...
     assert after.max() < before.max() / 5  # ...and the correction removes that, up to the borders (measured: 12x less)
+
+
+@pytest.mark.parametrize(
+    "limit, refused",
+    [
+        ({"probability_diff_limit": 1e-6}, r"a probability moves by 0\.\d+ \(allowed 0\.000\)"),
+        ({"changed_decisions_limit": 0.0}, r"the decision policy decides \d+\.\d% of records otherwise \(allowed 0\.0%\)"),
+    ],
+)
+def test_an_int8_graph_that_moves_probabilities_or_decisions_too_far_is_not_written(exported, limit, refused):
+    """Tried: real quantisations of a model with a fitted policy that int8 decides otherwise on a record, one with a
+    probability limit below what the graph moves, one allowing no changed decision. Must hold: Int8Mismatch naming
+    what moved and the limit; model.int8.onnx and model.json as they were."""
+    with_fitted_policy(exported)
+    before = Path(exported, "model.json").read_text(), Path(exported, INT8_FILE).read_bytes()
+    with pytest.raises(quantize.Int8Mismatch, match=refused):
+        quantize.export_int8(load_artifact(exported), LOOSE.model_copy(update=limit))
+    assert (Path(exported, "model.json").read_text(), Path(exported, INT8_FILE).read_bytes()) == before
+
+
+def test_the_int8_check_records_the_fitted_policy_decided_on_both_graphs(exported, monkeypatch):
+    """Tried: a real quantisation of a model with a fitted policy, under loose limits. Must hold: it is written, and its
+    check records that policy (thresholds, target) with its outcome on records simulated from the check photos' true
+    counts, decided on fp32's probabilities and on the served int8 graph's; auto then serves int8 where it pays."""
+    policy = with_fitted_policy(exported)
+    check = quantize.export_int8(load_artifact(exported), LOOSE.model_copy(update={"probability_diff_limit": 0.5}))
+    assert check.probability_diff_limit == 0.5 and check.changed_decisions_limit == 1.0
+    recorded = load_artifact(exported).spec.int8
+    assert recorded == check and check.policy_check is not None
+    assert check.policy_check.policy == unfitted(policy) and check.policy_check.max_accepted_error == 0.5
+    for precision in ("fp32", "int8"):
+        p, counts = check_probabilities(exported, precision)
+        expected = outcome(simulate(p, counts, load_artifact(exported).spec.count_classes, policy.errors), policy)
+        found = getattr(check.policy_check, precision)
+        assert found.model_dump(exclude={"recall"}) == pytest.approx(expected.model_dump(exclude={"recall"}), abs=1e-6)
+        assert found.recall == pytest.approx(expected.recall, abs=1e-6)
+    assert check.policy_check.int8 != check.policy_check.fp32 and 0 < check.policy_check.changed_decisions < 1
+    assert check.covers(policy) and "the decision policy:" in check.described()
+    monkeypatch.setattr(predictor_module, "int8_pays", lambda bits: True)
+    assert load_predictor(exported).precision == "int8"
+
+
+def outcome_of(accepted_error: float | None) -> Outcome:
+    return Outcome(accepted=0.1, accepted_error=accepted_error, flagged=0.1, false_flags=0.01, recall={}, review=0.8)
+
+
+@pytest.mark.parametrize(
+    "fp32, int8, changed, refused",
+    [
+        (0.04, 0.06, 0.0, "accepts 6.0% wrong records on int8 against fp32's 4.0% \\(its target 5.0%\\)"),
+        (0.04, 0.05, 0.0, None),  # at the target still keeps it
+        (0.06, 0.08, 0.0, None),  # fp32 breaks it already: int8 is not what fails
+        (0.04, None, 0.0, None),  # accepting nothing accepts nothing wrong
+        (0.04, 0.04, 0.03, "decides 3.0% of records otherwise \\(allowed 2.0%\\)"),
+    ],
+)
+def test_int8_is_refused_where_the_policy_breaks_its_target_or_decides_otherwise(fp32, int8, changed, refused):
+    """Tried: checks whose policy outcomes differ between fp32 and int8 (target 5% wrong among the accepted, the default
+    2% limit on changed decisions). Must hold: refused exactly where int8 breaks a target fp32 keeps, or changes more
+    decisions than allowed."""
+    policy = PolicyCheck(
+        policy=DecisionPolicy(), max_accepted_error=0.05, fp32=outcome_of(fp32), int8=outcome_of(int8), changed_decisions=changed
+    )
+    compared = Int8Comparison(agreement=1, accuracy_fp32=0.5, accuracy_int8=0.5, max_probability_diff=0.01, policy_check=policy)
+    why = quantize.refusals(compared, quantize.Int8Config())
+    if refused is None:
+        assert why == []
+    else:
+        assert len(why) == 1 and re.search(refused, why[0])
+
+
+def test_auto_serves_fp32_where_the_int8_check_never_judged_the_fitted_policy(exported, monkeypatch, caplog):
+    """Tried: an int8 graph checked before the model had a fitted policy, its check in model.json as written before
+    policies were checked; then one checked under the policy, which is fitted again after. On a CPU where int8 pays.
+    Must hold: the old check loads; auto serves fp32 and says why in one line, while --precision int8 still serves int8,
+    saying its policy was not checked on it; checked, auto serves int8; fitted again, fp32."""
+    with_fitted_policy(exported)
+    written = json.loads(Path(exported, "model.json").read_text())
+    assert written["int8"].get("policy_check") is None  # no fitted policy when it was checked
+    for key in ("policy_check", "probability_diff_limit", "changed_decisions_limit"):
+        written["int8"].pop(key, None)
+    Path(exported, "model.json").write_text(json.dumps(written))
+    monkeypatch.setattr(predictor_module, "int8_pays", lambda bits: True)
+    assert load_predictor(exported).precision == "fp32"
+    assert "decision policy was not checked on its int8 graph's probabilities" in caplog.text and "auto serves fp32" in caplog.text
+    assert load_predictor(exported, precision="int8").precision == "int8" and "serving int8 as asked" in caplog.text
+    quantize.export_int8(load_artifact(exported), LOOSE)
+    assert load_predictor(exported).precision == "int8"
+    spec = load_artifact(exported).spec
+    spec.decision_policy = spec.decision_policy.with_thresholds(accept_at=0.9).model_copy(update={"fitted": {"split": "val"}})
+    write_spec(exported, spec)
+    assert load_predictor(exported).precision == "fp32"
+
+
+def test_an_open_top_class_calibrates_and_checks_int8_on_every_count_it_holds(exported):
+    """Tried: the small model's spec as counts 0-3 and "4 or more" over the small manifest (counts 1-5). Must hold:
+    the int8 calibration and check photos include the bins of 5, which the class 4+ holds."""
+    artifact = load_artifact(exported)
+    artifact.spec = artifact.spec.model_copy(update={"classes": [0, 1, 2, 3, 4], "open_top": True})
+    calibration, _, check = quantize.photo_rows(artifact, quantize.Int8Config(calibration_photos=1000, check_photos=1000))
+    assert max(r.count for r in calibration) == max(r.count for r in check) == 5

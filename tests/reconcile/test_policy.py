@@ -101,3 +101,13 @@ def test_the_error_model_keeps_wrong_records_at_zero_or_more_and_folds_the_top_i
     assert q[0, 0] == pytest.approx(0.8) and q[0, 1] == pytest.approx(0.2 * 0.6)  # from 0 records go up only
     assert q[10, 10] == pytest.approx(0.8 + 0.1)  # the upward half of a 10's errors stays in 10+
     assert q[9, 10] == pytest.approx(0.2 * (0.3 + 0.1) / 2 + 0.2 * 0.6 / 2)  # 9 + 1, 2 or 3 are all 10+
+
+
+def test_a_policy_read_back_from_json_equals_the_one_written():
+    """Tried: the default record-error shares (0.6 + 0.3 + 0.1 sums a rounding off 1) written and read three times.
+    Must hold: the shares never move, so a policy read back from model.json equals the one its int8 check judged."""
+    policy = DecisionPolicy()
+    for _ in range(3):
+        read = DecisionPolicy.model_validate_json(policy.model_dump_json())
+        assert read == policy
+        policy = read

@@ -59,5 +59,5 @@ def calibrate_cmd(
         console.print(f"[yellow]note:[/] {note}")
     if result.int8:
         i = result.int8
-        console.print(f"int8 quantised again with the flips: on {i.check_photos} {i.check_split} photos it gives {i.described()}")
+        console.print(f"int8 quantised again and checked: on {i.check_photos} {i.check_split} photos it gives {i.described()}")
     console.print(f"wrote {model}/model.json")

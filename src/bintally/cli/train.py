@@ -209,6 +209,12 @@ def export_cmd(
     calibration_photos: Annotated[int, typer.Option(min=1, help="--int8: training photos that set its ranges")] = INT8.calibration_photos,
     check_photos: Annotated[int, typer.Option(min=1, help="--int8: validation photos it is compared with fp32 on")] = INT8.check_photos,
     max_accuracy_drop: Annotated[float, typer.Option(help="--int8: fail (writing nothing) above this loss")] = INT8.max_accuracy_drop,
+    probability_diff_limit: Annotated[
+        float, typer.Option(help="--int8: fail above this largest change of any count's probability")
+    ] = INT8.probability_diff_limit,
+    changed_decisions_limit: Annotated[
+        float, typer.Option(help="--int8: fail when the fitted decision policy decides more than this share of records otherwise")
+    ] = INT8.changed_decisions_limit,
     weight_bits: Annotated[
         int, typer.Option(min=7, max=8, help="--int8: 7 counts the same on every x86 CPU; 8 only with VNNI/AMX")
     ] = INT8.weight_bits,
@@ -228,6 +234,8 @@ def export_cmd(
                 calibration_photos=calibration_photos,
                 check_photos=check_photos,
                 max_accuracy_drop=max_accuracy_drop,
+                probability_diff_limit=probability_diff_limit,
+                changed_decisions_limit=changed_decisions_limit,
                 weight_bits=weight_bits,
             )
             check = export_int8(load_artifact(model), cfg)

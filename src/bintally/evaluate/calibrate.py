@@ -1,8 +1,8 @@
 """`bintally calibrate MODEL MANIFEST`: fit the temperature and the decision policy on validation data.
 
 With `flips`, test-time flip averaging is set on the artifact first (and its
-model.onnx, if any, exported again, and model.int8.onnx, if any, quantised
-again from it and checked), so both are fitted on what will serve.
+model.onnx, if any, exported again), so both are fitted on what will serve;
+model.int8.onnx, if any, is quantised again and checked under the new temperature and policy.
 Both are written into the artifact's model.json, and everything that makes
 probabilities or decisions from it uses them (serve, predict, reconcile,
 evaluate). Training runs this on its validation split when it ends.
@@ -63,7 +63,7 @@ class CalibrationReport(BaseModel):
 class Calibration(BaseModel):
     report: CalibrationReport
     policy: DecisionPolicy
-    int8: Int8Check | None = None  # the int8 graph's new check, where --flips made it again
+    int8: Int8Check | None = None  # the int8 graph's new check, where the artifact had one
 
 
 def split_logits(
@@ -113,11 +113,12 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
         # Its graph holds the old flips: export (checked on photos of this split) before the spec says otherwise.
         photos = [decode_image(storage.read_bytes(r.uri)) for r in manifest.split(cfg.split)[:CHECK_IMAGES]]
         export_onnx(artifact, artifact.onnx_path, photos)  # forgets the int8 graph quantised from the old one
-    update = {"temperature": temperature, "calibration": report.model_dump(), "decision_policy": policy}
+    # The old int8 check judged other probabilities and another policy: it goes, whether or not a new one passes.
+    update = {"temperature": temperature, "calibration": report.model_dump(), "decision_policy": policy, "int8": None}
     write_spec(cfg.model, artifact.spec.model_copy(update=update))
     write_fit_data(cfg.model, softmax(logits, temperature), counts)  # reconcile fits the policy again on them for a batch
-    # An artifact served in int8 stays so: quantised again from the new graph (Int8Mismatch if it fails its check).
+    # An artifact served in int8 stays so: quantised again from its graph and checked (Int8Mismatch if it fails).
     remade = None
-    if old_int8 and cfg.flips is not None and artifact.onnx_path:
+    if old_int8 and artifact.onnx_path:
         remade = export_int8(load_artifact(cfg.model), same_check(old_int8))
     return Calibration(report=report, policy=policy, int8=remade)

@@ -91,21 +91,33 @@ def load_predictor(
 
 
 def resolve_precision(artifact: ModelArtifact, backend: Backend, precision: Precision) -> Literal["fp32", "int8"]:
-    """fp32 or int8, as asked; `auto` picks int8 only where the artifact has it and this CPU runs it fast and right."""
+    """fp32 or int8, as asked; `auto` picks int8 only where the artifact has it, this CPU runs it fast and right, and
+    its check judged the artifact's decision policy (fitted on fp32's probabilities) on int8's."""
     check = artifact.spec.int8 if artifact.int8_onnx_path else None
     if precision == "int8" and (backend != "onnx" or not check):
         why = "the torch backend runs fp32 only" if backend != "onnx" else f"{artifact.path} has no int8 graph"
         raise ValueError(f"--precision int8: {why}; `bintally export {artifact.path} --int8` writes one for the onnx backend")
-    if precision == "auto":
-        return "int8" if backend == "onnx" and check and int8_pays(check.weight_bits) else "fp32"
-    if precision == "int8" and check and check.weight_bits == 8 and not int8_pays(8):
+    if precision == "fp32" or backend != "onnx" or not check:
+        return "fp32"
+    if precision == "auto" and not int8_pays(check.weight_bits):
+        return "fp32"
+    if not check.covers(artifact.spec.decision_policy):
+        log.warning(
+            "%s: its decision policy was not checked on its int8 graph's probabilities (`bintally export %s --int8` checks it); %s",
+            artifact.path,
+            artifact.path,
+            "auto serves fp32" if precision == "auto" else "serving int8 as asked",
+        )
+        if precision == "auto":
+            return "fp32"
+    if precision == "int8" and check.weight_bits == 8 and not int8_pays(8):
         log.warning(
             "%s: its int8 graph has %d-bit weights, which this CPU's int8 kernels may count differently "
             "from its check (`bintally export --int8` writes 7-bit ones)",
             artifact.path,
             check.weight_bits,
         )
-    return precision
+    return "int8"
 
 
 # ONNX Runtime 1.32's WeightBiasQuantization pass quantises the float weights of a layer that reads an int8

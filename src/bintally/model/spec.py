@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from bintally.counts import CountClasses
 from bintally.model.preprocess import Preprocess
+from bintally.reconcile.fit import Outcome
 from bintally.reconcile.policy import DecisionPolicy
 
 Head = Literal["classify", "ordinal", "regression"]
@@ -25,6 +26,30 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def unfitted(policy: DecisionPolicy) -> DecisionPolicy:
+    """The policy's thresholds and record-error model without the report of how they were fitted."""
+    return policy.model_copy(update={"fitted": None})
+
+
+class PolicyCheck(BaseModel):
+    """The artifact's fitted decision policy on records simulated from the check photos' true counts (`reconcile.fit`),
+    decided once on fp32's probabilities and once on int8's."""
+
+    policy: DecisionPolicy  # the policy checked (`unfitted`): one fitted since is unchecked
+    max_accepted_error: float | None  # its fit's target (None: its report names none)
+    fp32: Outcome
+    int8: Outcome
+    changed_decisions: float  # share of the records that int8 decides otherwise (accept / review / mismatch)
+
+    def described(self) -> str:
+        changed = f"{self.changed_decisions:.1%} of records decided otherwise"
+        return f"{_accepted_wrong(self.int8)} against fp32's {_accepted_wrong(self.fp32)}, {changed}"
+
+
+def _accepted_wrong(o: Outcome) -> str:
+    return "none accepted" if o.accepted_error is None else f"{o.accepted_error:.1%} of accepted wrong"
+
+
 class Int8Comparison(BaseModel):
     """The int8 graph against the fp32 one on the same photos (`model.quantize.compare`)."""
 
@@ -34,6 +59,7 @@ class Int8Comparison(BaseModel):
     max_probability_diff: float  # over every photo and count, after the artifact's temperature
     # int8 - fp32 accuracy, 95% interval of the paired difference (None: written before it was recorded)
     accuracy_difference_interval: tuple[float, float] | None = None
+    policy_check: PolicyCheck | None = None  # None: no fitted policy to check, or written before policies were checked
 
     def described(self) -> str:
         """One line for people: how often the counts agree, both accuracies, the interval of their difference."""
@@ -41,6 +67,8 @@ class Int8Comparison(BaseModel):
         if self.accuracy_difference_interval:
             low, high = self.accuracy_difference_interval
             line += f" (int8 - fp32: 95% interval {low * 100:+.1f} to {high * 100:+.1f} points)"
+        if self.policy_check:
+            line += f"; the decision policy: {self.policy_check.described()}"
         return line
 
 
@@ -52,6 +80,16 @@ class Int8Check(Int8Comparison):
     check_photos: int
     max_accuracy_drop: float | None = None  # the check's limit (None: written before it was recorded)
     weight_bits: WeightBits = 8  # 8: written before 7-bit weights were the default
+    # The check's other limits (`quantize.Int8Config`; None: written before they were)
+    probability_diff_limit: float | None = None
+    changed_decisions_limit: float | None = None
+
+    def covers(self, policy: DecisionPolicy | None) -> bool:
+        """Whether int8 was checked under `policy`: a fitted one must be the policy checked (an unfitted one promises
+        nothing to check)."""
+        if policy is None or policy.fitted is None:
+            return True
+        return self.policy_check is not None and self.policy_check.policy == unfitted(policy)
 
 
 class ModelSpec(BaseModel):

@@ -116,10 +116,15 @@ class Outcome(BaseModel):
     review: float
 
 
-def outcome(records: Records, policy: DecisionPolicy) -> Outcome:
+def decided(records: Records, policy: DecisionPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """Which records the policy accepts, and which it flags (accepting comes first, as in `policy.decide`)."""
     accept = accepts(records.stats[policy.accept_statistic], policy.accept_at) & records.acceptable
-    flag = flags(policy.flag_statistic, records.stats[policy.flag_statistic], policy.flag_at)
-    flag &= ~accept  # accepting comes first (`policy.decide`)
+    flag = flags(policy.flag_statistic, records.stats[policy.flag_statistic], policy.flag_at) & ~accept
+    return accept, flag
+
+
+def outcome(records: Records, policy: DecisionPolicy) -> Outcome:
+    accept, flag = decided(records, policy)
     w, wrong = records.weight, records.error > 0
 
     def share(mask: np.ndarray, of: np.ndarray | None = None) -> float:

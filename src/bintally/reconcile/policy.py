@@ -70,7 +70,9 @@ class RecordErrors(BaseModel):
         if not sizes or min(sizes) < 1 or min(sizes.values()) < 0 or sum(sizes.values()) <= 0:
             raise ValueError("error sizes are counts >= 1 with non-negative shares, at least one positive")
         total = sum(sizes.values())
-        return {d: s / total for d, s in sorted(sizes.items())}
+        # Shares already summing to 1 stay as given: dividing again by a sum a rounding off 1 moves them at every
+        # load, so a policy read back from model.json would not equal the one written.
+        return {d: s if abs(total - 1) < 1e-9 else s / total for d, s in sorted(sizes.items())}
 
     def recorded(self, truth: int, classes: CountClasses) -> dict[int, float]:
         """P(recorded = r | true = truth) for every record r the model can make of a bin of `truth`: records stay
