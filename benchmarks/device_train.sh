@@ -68,5 +68,5 @@ result = train(manifest, out, cfg, shards=shards, on_epoch=lambda epoch, val: pr
 print("best", result.best_epoch, result.best_val, result.precision)
 PY
   echo "wall_s $(( $(date +%s) - start ))" | tee -a "$RESULT/$name.log"
-  tar -C "$work" -cf "$RESULT/$name.tar" --exclude checkpoint.pt "$name"
+  if [ -d "$work/$name" ]; then tar -C "$work" -cf "$RESULT/$name.tar" --exclude checkpoint.pt "$name"; fi
 done
