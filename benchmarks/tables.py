@@ -258,6 +258,29 @@ def predict_scale(files: list[str]) -> list[str]:
     return lines
 
 
+def input_pipeline(files: list[str]) -> list[str]:
+    """benchmarks/input_pipeline.py: photos per CPU-second (one process, one thread) by source and input size."""
+    result = load(files[0])
+    sizes = sorted({r["image_size"] for r in result["rows"]})
+    sources_ = list(dict.fromkeys(r["source"] for r in result["rows"]))
+    rate = {(r["source"], r["image_size"]): r["photos_per_cpu_second"] for r in result["rows"]}
+    rows = [[source, *(f"{rate[source, size]:.0f}" for size in sizes)] for source in sources_]
+    return rows_table(["source", *(f"{size} px" for size in sizes)], rows, right=len(sizes))
+
+
+def gpu_rate(files: list[str]) -> list[str]:
+    """benchmarks/device_train.sh on a lent GPU: the gpu recipe from shards, and the GPU alone."""
+    r = load(files[0])
+    per_core = r["photos_per_s_from_shards"] / r["loader_workers"]
+    rows = [
+        [f"from shards, {r['loader_workers']} loader workers", f"{r['photos_per_s_from_shards']:,.0f}", f"{per_core:.0f}"],
+        ["the GPU alone (a batch already on it)", f"{r['photos_per_s_gpu_alone']:,.0f}", ""],
+    ]
+    lines = rows_table(["gpu recipe (288 px, batch 64, bf16)", "photos/s", "photos/s per loader worker"], rows, right=2)
+    need = r["photos_per_s_gpu_alone"] / per_core
+    return [*lines, "", f"Cores to keep the GPU busy at that machine's per-worker rate: ~{need:.0f}. {r['note']}."]
+
+
 def runtimes(files: list[str]) -> list[str]:
     result = load(files[0])
     rows = [[key.split(" ")[0], key.split(" ")[1], f"{rate:.1f}"] for key, rate in result["images_per_s"].items()]
@@ -481,6 +504,8 @@ TABLES: dict[str, tuple[Renderer, list[str], dict]] = {
         {"labels": ["int8, validation (574 bins)", "int8, test (527 bins; fp32 row above is validation's)"]},
     ),
     "predict-scale": (predict_scale, ["predict-scale.json"], {}),
+    "input-pipeline": (input_pipeline, ["input-pipeline-intel-xeon.json"], {}),
+    "gpu-rate": (gpu_rate, ["gpu-rate-h200.json"], {}),
     "decisions-whole-range": (stored, ["decisions-default-whole-range.json"], {}),
     "decisions-whole-range-drawn": (stored, ["decisions-default-whole-range.json"], {"field": "drawn_table"}),
     "decisions-earlier": (stored, ["decisions-best-ema-flips.json"], {}),
