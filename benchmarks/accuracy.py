@@ -72,7 +72,7 @@ LEVERS = {
     "aux-volume": {"aux_target": "volume"},  # also learn the bin's summed item volume (ABID metadata)
     "aux-weight": {"aux_target": "weight"},
     "extra-counts": {},  # the same recipe, trained also on the sample's count 0 and 6-10 bins (EXTRA_COUNTS)
-    # The best trial of the `bintally tune --space cpu-screen` study (README), read from its result file: measured
+    # The best trial of the `bintally tune --space cpu-screen` study (docs/tuning.md), read from its result file: measured
     # against the earlier defaults, then made the default (rounded), so now nearly `best` itself.
     "tuned": json.loads((RESULTS / "tune-cpu-screen.json").read_text())["best"]["params"],
 }

@@ -81,6 +81,6 @@ def int8_pays(weight_bits: int) -> bool:
     With VNNI or AMX any graph does (2.2-2.4x fp32 at batch 32 on the default model). With AVX2 alone ONNX Runtime
     sums pairs of uint8 x int8 products in 16 bits, which full-range weights overflow (that graph kept 79% of
     fp32's counts there against 93% with VNNI); 7-bit weights cannot overflow, count the same as with VNNI and
-    ran 1.5x fp32 (README, measured under benchmarks/avx2_only.sh)."""
+    ran 1.5x fp32 (docs/serving.md, measured under benchmarks/avx2_only.sh)."""
     flags = set(cpu().flags)
     return bool(INT8_FLAGS & flags) or (weight_bits <= 7 and "avx2" in flags)

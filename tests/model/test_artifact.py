@@ -100,3 +100,23 @@ def test_an_archive_is_unpacked_for_the_block_only_and_a_tar_bomb_is_refused(sma
     size = os.path.getsize(f"{small_artifact}/model.safetensors")
     with pytest.raises(ArtifactError, match="unpacks to .* bytes, more than the"), unpacked(str(bomb), max_bytes=size + 2**20):
         pass
+
+
+def test_a_1_to_5_artifact_from_before_open_classes_loads_and_answers_as_before(exported, bin_photos):
+    """model.json written before `open_top` existed (the key absent): it loads as closed classes 1-5 and answers
+    counts 1-5 with probabilities keyed "1".."5", never `at_least`, the same as with the key written."""
+    import json
+    from pathlib import Path
+
+    from bintally.scoring.model import load_model
+
+    spec_file = Path(exported, "model.json")
+    spec = json.loads(spec_file.read_text())
+    spec.pop("open_top")
+    spec_file.write_text(json.dumps(spec))
+    artifact = load_artifact(exported)
+    assert not artifact.spec.open_top and artifact.spec.count_classes.labels == ["1", "2", "3", "4", "5"]
+    predictor = load_model(exported, "onnx", "fp32")
+    for logits in predictor.logits(prepare_batch(bin_photos[:3], artifact.spec.preprocess)):
+        answer = predictor.score(logits)
+        assert answer.count in {1, 2, 3, 4, 5} and not answer.at_least and list(answer.probabilities) == ["1", "2", "3", "4", "5"]

@@ -18,6 +18,9 @@ class Subset(BaseModel):
     ids_file: str | None = Field(None, description="one id per line, or a JSON list")
     counts: tuple[int, int] | None = Field(None, description="inclusive count range")
     per_count: int | None = Field(None, ge=1)
+    # With per_count: counts of this or more share one quota, as they share the open top class "K+", so that class
+    # holds bins of 10 or more as they come (mostly 10-15), not as many 80s as 10s.
+    top_count: int | None = Field(None, ge=1)
     limit: int | None = Field(None, ge=1)
 
 
@@ -101,8 +104,9 @@ def select_bins(root: AbidRoot, subset: Subset) -> Selection:
         taken: dict[int, int] = defaultdict(int)
         kept = []
         for r in records:
-            if taken[r.count] < subset.per_count:
-                taken[r.count] += 1
+            quota = r.count if subset.top_count is None else min(r.count, subset.top_count)
+            if taken[quota] < subset.per_count:
+                taken[quota] += 1
                 kept.append(r)
         records = kept
     if subset.limit:

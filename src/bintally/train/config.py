@@ -33,7 +33,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     # lr, backbone_lr_scale, weight_decay, ordinal_sigma and augment_strength are the best trial of a `bintally tune`
     # search (space cpu-screen), rounded to two digits: above the earlier defaults (lr 1e-3, backbone x0.1, weight decay
-    # 1e-4, sigma 0.7, augmentation 1.0) on validation at two seeds each (README, "Accuracy benchmark").
+    # 1e-4, sigma 0.7, augmentation 1.0) on validation at two seeds each (docs/accuracy.md, "Accuracy benchmark").
     lr: float = Field(6.9e-4, gt=0)  # the head's; the backbone's is lr * backbone_lr_scale
     backbone_lr_scale: float = Field(0.89, gt=0, le=1)
     weight_decay: float = Field(1.1e-5, ge=0)
@@ -46,7 +46,7 @@ class TrainConfig(BaseModel):
     # weights). The average warms up (timm's ModelEmaV3, power 3/4), so
     # early epochs are not dominated by the random head. On by default: at 224 px, 10 epochs, it beat the raw
     # weights of the same run at its best epoch by 1.4 points on validation (43.2% vs 41.8%; 0.7 with the earlier
-    # recipe), and led them in 9 of 10 epochs (README, "Accuracy benchmark").
+    # recipe), and led them in 9 of 10 epochs (docs/accuracy.md, "Accuracy benchmark").
     ema_decay: float | None = Field(0.998, ge=0, lt=1)
     # With an EMA, also validate the raw weights every epoch: the EMA's gain measured in the same run (history's
     # `val_raw`; benchmarks/accuracy.py does), at one more validation pass per epoch.
@@ -59,7 +59,7 @@ class TrainConfig(BaseModel):
     enhance: bool = False  # UnsharpMask before everything, as the original system did
     classes: list[int] | None = None  # explicit count classes, closed (rows outside them are left out); None: top_class
     # K: the training rows' counts below K are classes, and every count of K or more is one open class "K+"
-    # (None: every count that occurs, no open class). Why 10: README, "Every count".
+    # (None: every count that occurs, no open class). Why 10: docs/accuracy.md, "Every count".
     top_class: int | None = Field(10, ge=1)
     train_splits: list[Split] = ["train"]
     val_split: Split | None = "val"  # None: no validation, keep the last epoch
@@ -96,7 +96,7 @@ class TrainConfig(BaseModel):
 # Named recipes: the fields each sets on top of TrainConfig's defaults (a config file and explicit options
 # override them). One definition, shared by `bintally train --recipe` and benchmarks/accuracy.py.
 RECIPES: dict[str, dict] = {
-    "default": {},  # the best recipe measured on 2 CPU cores (README, "Accuracy benchmark")
+    "default": {},  # the best recipe measured on 2 CPU cores (docs/accuracy.md, "Accuracy benchmark")
     "original": {"strategy": "head", "augment": "original", "head": "classify", "ema_decay": None},  # the replaced system's (on Lite0)
     # For a GPU: larger input (288 px scored best on held-out bins, DESIGN.md), more epochs, bigger batches.
     "gpu": {"image_size": 288, "epochs": 20, "batch_size": 64, "workers": 8, "patience": 8},
