@@ -7,7 +7,7 @@
 With --draws, each test bin gets one record per draw (right, or wrong as the error model says: off by 1, 2, 3 at
 60/30/10% of 20%, kept >= 0 with an open top class), decided by `reconcile.policy.reconcile` exactly as
 `bintally reconcile` decides, with the policy as fitted and with the policy fitted again for the test bins' own
-count distribution (`reconcile.prior.adapt_to_batch`, as `bintally reconcile` does by default). Also: records of 5
+count distribution (`reconcile.prior.adapt_to_batch`, as `bintally reconcile --adjust-to-batch` does). Also: records of 5
 for bins that hold 7 or more (an understated record a warehouse most needs caught), and how many are accepted.
 
 Records are simulated on the test split exactly as the policy was fitted on validation (`reconcile.fit`): each

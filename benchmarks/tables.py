@@ -508,6 +508,7 @@ TABLES: dict[str, tuple[Renderer, list[str], dict]] = {
     "gpu-rate": (gpu_rate, ["gpu-rate-h200.json"], {}),
     "decisions-whole-range": (stored, ["decisions-default-whole-range.json"], {}),
     "decisions-whole-range-drawn": (stored, ["decisions-default-whole-range.json"], {"field": "drawn_table"}),
+    "decisions-quickstart-drawn": (stored, ["decisions-quickstart-whole-range.json"], {"field": "drawn_table"}),
     "decisions-earlier": (stored, ["decisions-best-ema-flips.json"], {}),
     "decisions-earlier-confidence50": (stored, ["decisions-best-ema-flips-confidence50.json"], {}),
 }

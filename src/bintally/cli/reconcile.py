@@ -54,7 +54,7 @@ def reconcile_cmd(
     audit_seed: Annotated[int, typer.Option(help="the same seed marks the same records, in any order")] = 0,
     adjust_to_batch: Annotated[
         bool, typer.Option(help="fit the policy again for this batch's count distribution, estimated from its photos")
-    ] = True,
+    ] = False,
     backend: BackendOpt = "onnx",
     precision: PrecisionOpt = "auto",
     endpoint_url: EndpointOpt = None,
