@@ -29,30 +29,40 @@ def test_summary_against_audited_counts_by_hand():
 
 def test_reconcile_cli_carries_columns_reads_audits_and_survives_an_unreadable_photo(tmp_path, abid_root, small_artifact):
     """A CSV of three real photos and one corrupt file, with a bin location column and one audited count, plus an
-    --audited file of recounts (00588: 2, 00589: 4). Tried: `bintally reconcile` accepting at 0.01 (every readable
-    record: a fresh head gives each count about 0.2). Must hold: a row per record in input order with the location
-    carried through; the corrupt one an error and no decision; audits joined by id (the file wins over the CSV):
-    of the 3 accepted records 1 was wrong (00589 said 3, held 4), so 33.3% accepted records wrong."""
+    --audited file of recounts (00588: 2, 00589: 4). Tried: `bintally reconcile` with thresholds placed between
+    the three records' own P(count = recorded), so one record is accepted, one reviewed and one flagged. Must hold:
+    a row per record in input order with the location carried through and those three decisions; the corrupt one
+    an error and no decision; audits joined by id (the file wins over the CSV)."""
+    from bintally.scoring.model import load_model
+    from bintally.scoring.one_machine import score_images
+
     broken = tmp_path / "broken.jpg"
     broken.write_bytes((abid_root / "bin-images" / "00585.jpg").read_bytes()[:300])
     photos = [abid_root / "bin-images" / f"{i}.jpg" for i in ("00585", "00588", "00589")]
+    expected, truths = (1, 2, 3), {str(photos[0]): 1, str(photos[1]): 2, str(photos[2]): 4}
+    scores = dict(next(iter(score_images(load_model(small_artifact, "onnx", "auto"), [str(p) for p in photos]))))
+    match = {str(p): scores[str(p)].probabilities[str(q)] for p, q in zip(photos, expected)}
+    low, middle, high = sorted(match.values())
+    want = {u: "accept" if m == high else "mismatch" if m == low else "review" for u, m in match.items()}
     records = tmp_path / "records.csv"
     lines = ["uri,expected_quantity,true_quantity,location"]
-    lines += [f"{p},{q},{t},aisle-{q}" for p, q, t in zip(photos, (1, 2, 3), (1, 3, ""))]
+    lines += [f"{p},{q},{t},aisle-{q}" for p, q, t in zip(photos, expected, (1, 3, ""))]
     records.write_text("\n".join([*lines, f"{broken},2,,aisle-9"]) + "\n")
     audits = tmp_path / "audits.csv"
     audits.write_text(f"id,true_quantity\n{photos[1]},2\n{photos[2]},4\n")  # without an id column, the uri is the id
     out = tmp_path / "decisions.csv"
-    args = ["reconcile", small_artifact, str(records), "--out", str(out), "--accept-at", "0.01", "--mismatch-at", "0.001"]
-    result = CliRunner().invoke(app, [*args, "--audited", str(audits)])
+    thresholds = ["--accept-at", str((middle + high) / 2), "--mismatch-at", str((low + middle) / 2)]
+    result = CliRunner().invoke(app, ["reconcile", small_artifact, str(records), "--out", str(out), *thresholds, "--audited", str(audits)])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert [r["id"] for r in rows] == [*map(str, photos), str(broken)]
     assert [r["location"] for r in rows] == ["aisle-1", "aisle-2", "aisle-3", "aisle-9"]
-    assert [r["decision"] for r in rows] == ["accept", "accept", "accept", ""]
+    assert [r["decision"] for r in rows] == [*(want[str(p)] for p in photos), ""]
     assert "ImageError" in rows[3]["error"] and rows[3]["match_probability"] == ""
     assert "3 records decided, 1 unreadable" in result.output
-    assert "audited 3: accepted records wrong 33.3%" in result.output
+    accepted = next(u for u, d in want.items() if d == "accept")
+    wrong = truths[accepted] != dict(zip(map(str, photos), expected))[accepted]
+    assert f"audited 3: accepted records wrong {100 * wrong:.1f}%" in result.output
 
 
 def test_records_csv_without_the_needed_columns_is_a_clear_error(tmp_path):
