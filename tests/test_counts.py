@@ -38,6 +38,17 @@ def test_labels_read_back_into_the_same_classes():
     assert CountClasses.from_labels(["1", "2", "3"]) == CountClasses(values=[1, 2, 3])
 
 
+def test_a_low_open_top_is_not_one_of_the_small_counts():
+    """K = 5: the open class 5+ is its own range, not part of 1-5 (a bin of 8 is not a small count)."""
+    assert CountClasses.from_counts(range(12), top=5).ranges() == {"0": (0, 0), "1-4": (1, 4), "5+": (5, 5)}
+
+
+def test_a_record_of_a_count_the_classes_skip_cannot_be_judged():
+    """Classes 0, 2 and 10+ (no 1 or 3-9 in training): records of 1 or 3 have no class, 40 is 10+."""
+    classes = CountClasses.from_counts([0, 2, 2, 10, 14], top=10)
+    assert [classes.can_record(r) for r in (1, 2, 3, 9, 10, 40)] == [False, True, False, False, True, True]
+
+
 def test_ranges_are_those_the_classes_reach():
     assert CountClasses(values=list(range(11)), open_top=True).ranges() == {"0": (0, 0), "1-5": (1, 5), "6-9": (6, 9), "10+": (10, 10)}
     assert CountClasses(values=[1, 2, 3, 4, 5]).ranges() == {"1-5": (1, 5)}

@@ -73,8 +73,9 @@ class CountClasses(BaseModel):
         return np.searchsorted(np.asarray(self.values), self.clip(counts))
 
     def can_record(self, count: int) -> bool:
-        """Whether a record of this count can be judged: any count >= 0 with an open top, else one of the classes."""
-        return count >= 0 if self.open_top else count in self.values
+        """Whether a record of this count can be judged: its class is one of the model's (any count of K or more
+        with an open top)."""
+        return count >= 0 and self.contains(count)
 
     def is_open(self, count: int) -> bool:
         """Whether a count can only be told as "K or more" by this model."""
@@ -84,6 +85,7 @@ class CountClasses(BaseModel):
         """Name -> inclusive range of class values, for the ranges these classes reach: 0, 1-5, 6 to K-1, K+."""
         low, high = SMALL
         top_closed = self.top - 1 if self.open_top else self.top
+        high = min(high, top_closed)  # with K of 5 or less the open class is not one of the small counts
         candidates = {"0": (0, 0), f"{low}-{high}": (low, high), f"{high + 1}-{top_closed}": (high + 1, top_closed)}
         if self.open_top:
             candidates[self.label(self.top)] = (self.top, self.top)

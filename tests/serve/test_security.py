@@ -44,6 +44,8 @@ from bintally.serve.security import ApiKeys, UriPolicy, is_public
         ("::a00:1", False),  # IPv4-compatible 10.0.0.1
         ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
         ("2001:0:a00:1:8000:63bf:f7f7:f7f7", False),  # Teredo, server 10.0.0.1
+        ("::ffff:0:7f00:1", False),  # IPv4-translated (SIIT) 127.0.0.1
+        ("fec0::1", False),  # site-local
         ("64:ff9b::808:808", True),  # NAT64 to 8.8.8.8
         ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
     ],
@@ -99,6 +101,9 @@ def test_s3_uri_outside_allow_list_is_403(uri):
         ("https://images.example.com/photos", "https://images.example.com/photos/%2E%2e%2fsecret%2fx.jpg"),
         ("https://images.example.com/photos", "https://images.example.com/photos/..%5csecret/x.jpg"),  # backslash
         ("https://images.example.com/photos/", "https://images.example.com/x.jpg?/photos/"),  # a query is no path
+        ("https://images.example.com/photos", "https://images.example.com/photos/..;/admin"),  # Tomcat reads ..; as ..
+        ("https://images.example.com/photos", "https://images.example.com/photos/%252e%252e/admin"),  # decoded twice
+        ("https://images.example.com/photos", "https://images.example.com/photos/%ef%bc%8e%ef%bc%8e/admin"),  # full-width
     ],
 )
 def test_allow_list_compares_parsed_urls_not_strings(prefix, url):
@@ -127,7 +132,17 @@ def test_user_info_is_refused_even_where_private_hosts_are_allowed():
     assert err.value.status == 403
 
 
-@pytest.mark.parametrize("uri", ["s3://bins/allowed@evil/x.jpg", "s3://bins/allowed/%2e%2e/secret/x.jpg", "s3://bins/allowed2/x.jpg"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://bins/allowed@evil/x.jpg",
+        "s3://bins/allowed/../secret/x.jpg",
+        "s3://bins/allowed2/x.jpg",
+        "s3://bins/%61llowed/x.jpg",  # an S3 key is literal: this one is not under allowed/
+        "s3://BINS/allowed/x.jpg",
+        "s3://bins:1/allowed/x.jpg",
+    ],
+)
 def test_s3_allow_list_compares_bucket_and_whole_segments(uri):
     policy = UriPolicy(["s3://bins/allowed"])
     assert policy.check_s3("s3://bins/allowed/a/x.jpg") == "s3://bins/allowed/a/x.jpg"

@@ -142,7 +142,9 @@ def range_matrix(classes: CountClasses) -> np.ndarray:
     """[K, R]: which count range (`CountClasses.ranges`: 0, 1-5, 6 to K-1, K+; together they hold every class) each
     class is in."""
     spans = list(classes.ranges().values())
-    return np.eye(len(spans))[[next(i for i, (low, high) in enumerate(spans) if low <= v <= high) for v in classes.values]]
+    matrix = np.eye(len(spans))[[next(i for i, (low, high) in enumerate(spans) if low <= v <= high) for v in classes.values]]
+    assert matrix.sum(axis=0).all(), f"a count range holds no class of {classes.labels}"
+    return matrix
 
 
 def adapt_to_batch(
@@ -172,6 +174,8 @@ def adapt_to_batch(
         policy.errors,
         split=f"{policy.fitted['split']}, re-weighted to the batch's count distribution",
         manifest_digest=policy.fitted.get("manifest_digest"),
+        accept_statistics=list(policy.fitted["accepted"]),
+        flag_statistics=list(policy.fitted["recall_2plus"]),
         bin_weights=weights,
     )
     return BatchPolicy(

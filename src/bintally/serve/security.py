@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import re
 import socket
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,18 +77,23 @@ class UriPrefix:
             raise ValueError(f"allow-list prefix {prefix!r} must be s3://BUCKET/..., http://HOST/... or https://HOST/...")
         if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
             raise ValueError(f"allow-list prefix {prefix!r} may not hold user info, a query or a fragment")
-        return cls(scheme, _host(parts.hostname), _port(scheme, parts.port), path_segments(parts.path, prefix))
+        return cls(scheme, _host(parts.hostname), _port(scheme, parts.port), path_segments(parts.path, prefix, decode=scheme != "s3"))
 
     def admits(self, other: UriPrefix) -> bool:
         head = (self.scheme, self.host, self.port)
         return head == (other.scheme, other.host, other.port) and other.segments[: len(self.segments)] == self.segments
 
 
-def path_segments(path: str, uri: str) -> tuple[str, ...]:
-    """The path's non-empty segments, percent-decoded; ValueError for a dot segment, also encoded or after a backslash."""
-    decoded = unquote(path)
-    if any(segment in (".", "..") for segment in re.split(r"[/\\]", decoded)):
-        raise ValueError(f"{uri}: URIs with '.' or '..' segments are refused")
+def path_segments(path: str, uri: str, decode: bool = True) -> tuple[str, ...]:
+    """The path's non-empty segments, percent-decoded once (`decode`; an S3 key is literal); ValueError for a segment
+    a server could read as '.' or '..': encoded, after a backslash, before a ';' parameter (`..;/`, as Tomcat reads
+    it), in full-width dots, or still percent-encoded after one decoding (a server that decodes twice)."""
+    decoded = unquote(path) if decode else path
+    for segment in re.split(r"[/\\]", decoded):
+        if unicodedata.normalize("NFKC", segment.split(";")[0]) in (".", ".."):
+            raise ValueError(f"{uri}: URIs with '.' or '..' segments are refused")
+        if decode and re.search(r"%[0-9a-fA-F]{2}", segment):
+            raise ValueError(f"{uri}: URIs encoded twice are refused")
     return tuple(segment for segment in decoded.split("/") if segment)
 
 
@@ -110,9 +116,9 @@ class UriPolicy:
         if not uri.startswith("s3://"):
             raise forbidden_uri("s3_uri must start with s3://")
         parts = urlsplit(uri)
-        if "@" in parts.netloc or parts.query or parts.fragment or not parts.hostname:
-            raise forbidden_uri(f"{uri}: an s3_uri is s3://BUCKET/KEY, without user info, query or fragment")
-        self._check_allowed(uri, lambda: UriPrefix("s3", _host(parts.hostname or ""), None, path_segments(parts.path, uri)))
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", parts.netloc) or parts.query or parts.fragment:
+            raise forbidden_uri(f"{uri}: an s3_uri is s3://BUCKET/KEY (a bucket name, no user info, port, query or fragment)")
+        self._check_allowed(uri, lambda: UriPrefix("s3", parts.netloc, None, path_segments(parts.path, uri, decode=False)))
         return uri
 
     def check_url(self, url: str) -> httpx.URL:
@@ -139,8 +145,10 @@ class UriPolicy:
             raise forbidden_uri(f"{uri} is outside the allowed prefixes (--allow-uri-prefix)")
 
 
-# IPv6 forms that carry an IPv4 address, which is what the packet finally reaches (RFC 6052, 4291, 3056, 4380).
+# IPv6 forms that carry an IPv4 address, which is what the packet finally reaches (RFC 6052, 4291, 6145, 3056, 4380).
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 6145)
+SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")  # deprecated, still routed inside some networks: never public
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use translation (RFC 8215): never public
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
@@ -148,7 +156,7 @@ IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """Every IPv4 address an IPv6 address embeds: mapped, compatible, NAT64, 6to4, Teredo (server and client)."""
     found = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
-    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+    if ip in NAT64 or ip in IPV4_COMPATIBLE or ip in IPV4_TRANSLATED:
         found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if ip.teredo is not None:
         found.extend(ip.teredo)
@@ -158,7 +166,7 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip in NAT64_LOCAL:
+        if ip in NAT64_LOCAL or ip in SITE_LOCAL:
             return False
         embedded = embedded_ipv4(ip)
         if embedded:  # the wrapper says nothing; the IPv4 address it reaches decides

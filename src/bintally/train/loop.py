@@ -364,7 +364,7 @@ class Trainer:
         logits, counts = predict_logits(model, self._loader(shard, None, 0, shuffle=False), self.ctx.device)
         parts = [p for p in distributed.gather(self.ctx, (logits, counts)) if len(p[1])]
         logits, counts = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        metrics = scalars(metrics_from_logits(logits, self.data.classes.clip(counts), self.data.classes.values))
+        metrics = scalars(metrics_from_logits(logits, counts, self.data.classes))
         loss = self.loss_fn(torch.from_numpy(logits).to(self.ctx.device), self.targets(torch.from_numpy(counts)))
         return {**metrics, "loss": loss.item()}
 
