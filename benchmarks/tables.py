@@ -506,6 +506,7 @@ TABLES: dict[str, tuple[Renderer, list[str], dict]] = {
     "predict-scale": (predict_scale, ["predict-scale.json"], {}),
     "input-pipeline": (input_pipeline, ["input-pipeline-intel-xeon.json"], {}),
     "gpu-rate": (gpu_rate, ["gpu-rate-h200.json"], {}),
+    "shards-vs-files": (stored, ["shards-vs-files.json"], {}),
     "decisions-whole-range": (stored, ["decisions-default-whole-range.json"], {}),
     "decisions-whole-range-drawn": (stored, ["decisions-default-whole-range.json"], {"field": "drawn_table"}),
     "decisions-quickstart-drawn": (stored, ["decisions-quickstart-whole-range.json"], {"field": "drawn_table"}),
