@@ -157,3 +157,23 @@ def test_calibrate_flips_sets_test_time_flips_refits_and_reexports(evaluated, sm
     invoke("calibrate", str(run), str(small_manifest), "--error-rate", "0.3")  # another policy, the same graphs
     again = load_artifact(str(run)).spec
     assert again.decision_policy.errors.rate == 0.3 and again.int8 is not None and again.int8.covers(again.decision_policy)
+
+
+def test_the_report_gives_numbers_by_count_range():
+    """A whole-range model's report: a row per count range, the 1-5 bins answered among 1-5, the AUC of 'more
+    than 5', and the trivial answer by its class label ("10+")."""
+    import numpy as np
+
+    from bintally.counts import CountClasses
+    from bintally.evaluate.metrics import constant_answer, metrics_from_logits
+    from bintally.evaluate.report import summary_rows
+
+    classes = CountClasses(values=list(range(11)), open_top=True)
+    true = [0, 2, 3, 7, 12, 30]
+    logits = np.log(np.full((6, 11), 0.01) + np.eye(11)[[0, 2, 4, 7, 10, 9]])
+    metrics = metrics_from_logits(logits, true, classes) | {"baseline": constant_answer([12, 14, 20, 3], true, classes)}
+    rows = dict(summary_rows(metrics))
+    assert rows["counts 10+: accuracy / within one / RMSE"].startswith("50.0% / 100.0%")  # 12 right, 30 answered 9
+    assert rows["counts 1-5: accuracy / within one / RMSE"].startswith("50.0% / 100.0%")
+    assert "counts 1-5 answered among 1-5 (as a 1-5 model answers)" in rows and "telling more than 5 from 5 or fewer (AUC)" in rows
+    assert "always answering 10+ (trivial)" in rows

@@ -55,6 +55,10 @@ def calibrate_cmd(
             f"on {r.split}: accepts {o['accepted']:.1%} of records ({error} of them wrong), flags {o['false_flags']:.1%} of correct "
             f"records and {o['recall']['2+']:.1%} of those off by 2+, sends {o['review']:.1%} to review"
         )
+    for name, part in fitted.get("by_range", {}).items():
+        error = "-" if part["accepted_error"] is None else f"{part['accepted_error']:.1%}"
+        flagged = f"{part['false_flags']:.1%}"
+        console.print(f"  bins of {name}: accepts {part['accepted']:.1%} ({error} wrong), flags {flagged} of correct records")
     for note in fitted.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
     if result.int8:

@@ -168,10 +168,20 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("macro-F1", f"{metrics['macro_f1']:.3f}"),
     ]
     rows += [(f"accuracy, count {c}", f"{a:.1%}") for c, a in metrics["per_count"].items()]
+    rows += [
+        (f"counts {name}: accuracy / within one / RMSE", f"{r['accuracy']:.1%} / {r['within_one']:.1%} / {r['rmse']:.2f} ({r['n']:,} bins)")
+        for name, r in metrics.get("ranges", {}).items()
+    ]
+    if "small_counts_only" in metrics:
+        s = metrics["small_counts_only"]
+        among = f"{s['accuracy']:.1%} / {s['within_one']:.1%} / {s['rmse']:.2f}"
+        rows.append(("counts 1-5 answered among 1-5 (as a 1-5 model answers)", among))
+    if "more_than_5_auc" in metrics:
+        rows.append(("telling more than 5 from 5 or fewer (AUC)", f"{metrics['more_than_5_auc']:.3f}"))
     rows += [(f"telling {pair.replace('-', ' from ')} (AUC)", f"{auc:.3f}") for pair, auc in metrics.get("neighbour_auc", {}).items()]
     if metrics.get("baseline"):
         b = metrics["baseline"]
-        rows.append((f"always answering {b['answer']} (trivial)", f"{b['accuracy']:.1%}, within one {b['within_one']:.1%}"))
+        rows.append((f"always answering {b.get('label', b['answer'])} (trivial)", f"{b['accuracy']:.1%}, within one {b['within_one']:.1%}"))
     if metrics.get("calibration"):
         c = metrics["calibration"]
         rows += [("temperature", f"{c['temperature']:.3f}"), ("ECE at temperature 1", f"{c['ece_before']:.3f}")]
