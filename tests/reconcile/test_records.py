@@ -106,3 +106,48 @@ def test_a_decisions_csv_fed_back_in_keeps_its_columns_renamed(tmp_path, abid_ro
     ]
     assert rows[1]["decision"] == rows[1]["count"] == "" and "ImageError" in rows[1]["error"]
     assert rows[0]["decision"] in ("accept", "review", "mismatch")
+
+
+def test_a_batch_gets_the_policy_fitted_again_for_its_count_distribution_only_when_asked(small_artifact, tmp_path):
+    """An artifact of counts 0-3 and 4+ whose policy was fitted on 400 bins, 80 of each class (their probabilities
+    kept in fit.npz), and a batch of 200 photos that are mostly empty bins. Must hold: by default the scores and the
+    fitted policy stay as they are; with adjusting, the batch's estimated share of empty bins rises above the
+    fitting bins' 20% (the estimate moves whole count ranges: 0, 1-3, 4+) and the policy is fitted again on the
+    re-weighted bins; below 50 photos it says so and keeps the fitted policy."""
+    import shutil
+
+    import numpy as np
+
+    from bintally.model.artifact import load_artifact, write_fit_data, write_spec
+    from bintally.model.predictor import score_probabilities
+    from bintally.reconcile.fit import Targets, fit_policy
+    from bintally.reconcile.policy import RecordErrors
+    from bintally.reconcile.records import for_batch
+
+    out = tmp_path / "model"
+    shutil.copytree(small_artifact, out)
+    artifact = load_artifact(str(out))
+    artifact.spec = artifact.spec.model_copy(update={"classes": [0, 1, 2, 3, 4], "open_top": True})
+    classes, rng = artifact.spec.count_classes, np.random.default_rng(0)
+
+    def posteriors(truth: np.ndarray) -> np.ndarray:  # a model that is right about 60% of the time
+        p = np.full((len(truth), 5), 0.1) + 0.5 * np.eye(5)[truth] + rng.uniform(0, 0.05, (len(truth), 5))
+        return p / p.sum(axis=1, keepdims=True)
+
+    fit_counts = np.repeat(np.arange(5), 80)
+    fit_p = posteriors(fit_counts)
+    policy = fit_policy(fit_p, fit_counts.tolist(), classes, Targets(confidence=None), RecordErrors())
+    write_spec(str(out), artifact.spec.model_copy(update={"decision_policy": policy}))
+    write_fit_data(str(out), fit_p, fit_counts)
+    artifact = load_artifact(str(out))
+    batch = rng.choice(np.arange(5), size=200, p=[0.8, 0.05, 0.05, 0.05, 0.05])
+    scores = {f"photo-{i}.jpg": score_probabilities(p, classes) for i, p in enumerate(posteriors(batch))}
+
+    kept, as_fitted, note = for_batch(scores, artifact, policy, adjust=False)
+    assert kept == scores and as_fitted == policy and note.batch_prior is None and "--adjust-to-batch" in note.note
+    adjusted, refit, note = for_batch(scores, artifact, policy, adjust=True)
+    assert note.batch_prior is not None and note.fitted_prior is not None
+    assert note.batch_prior["0"] > 0.4 and abs(note.fitted_prior["0"] - 0.2) < 0.01
+    assert refit.fitted is not None and "re-weighted" in refit.fitted["split"] and adjusted != scores
+    few = dict(list(scores.items())[:49])
+    assert for_batch(few, artifact, policy, adjust=True)[1] == policy

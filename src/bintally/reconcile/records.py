@@ -201,15 +201,13 @@ def for_batch(
 ) -> tuple[dict[str, CountScore | str], DecisionPolicy, BatchAdjustment]:
     """The scores and the policy for this batch's count distribution (`prior.adapt_to_batch`), or as they are,
     saying why: adjusting is off, the thresholds are explicit, the artifact keeps no fitting bins, the batch is small."""
-    fit = artifact.fit_data()
-    why = (
-        "not fitted again for the batch (--adjust-to-batch)" if not adjust
-        else "explicit thresholds" if policy.fitted is None
-        else "the artifact keeps no fitting bins (bintally calibrate writes them)" if fit is None
-        else None
-    )  # fmt: skip
-    if why or fit is None:
+    if not adjust or policy.fitted is None:
+        why = "explicit thresholds" if adjust else "not fitted again for the batch (--adjust-to-batch)"
         return scores, policy, BatchAdjustment(note=f"the policy as fitted: {why}")
+    fit = artifact.fit_data()
+    if fit is None:
+        note = "the policy as fitted: the artifact keeps no fitting bins (bintally calibrate writes them)"
+        return scores, policy, BatchAdjustment(note=note)
     classes = artifact.spec.count_classes
     photos = [uri for uri, s in scores.items() if not isinstance(s, str)]
     probabilities = np.array([list(cast(CountScore, scores[uri]).probabilities.values()) for uri in photos]).reshape(len(photos), -1)
