@@ -171,7 +171,7 @@ def by_range(metrics: dict) -> list[str]:
         rows.append([name, str(r["n"]), pct(r["accuracy"]), pct(r["within_one"]), num(r["rmse"]), pct(t["accuracy"]), pct(t["within_one"])])
         rows[-1].append(num(t["rmse"]))
     if "small_counts_only" in metrics:
-        s, t = metrics["small_counts_only"], b.get("small_counts_only", {})
+        s, t = metrics["small_counts_only"], b["ranges"].get("1-5", {})  # a constant answers 1-5 bins as it answers them
         rows.append(["1-5, answered among 1-5", str(s["n"]), pct(s["accuracy"]), pct(s["within_one"]), num(s["rmse"])])
         rows[-1] += [pct(t.get("accuracy")), pct(t.get("within_one")), num(t.get("rmse"))]
     head = ["recorded count", "bins", "exact", "+-1", "RMSE", f"always {b['label']}: exact", "+-1", "RMSE"]

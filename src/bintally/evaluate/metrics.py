@@ -145,7 +145,9 @@ def constant_answer(reference_counts: Counts, true_counts: Counts, classes: Coun
         return result
     certain = np.zeros((len(true_counts), len(classes.values)))
     certain[:, classes.index([answer])[0]] = 1.0
-    return result | {"label": classes.label(answer)} | range_metrics(true_counts, certain, classes)
+    by_range = range_metrics(true_counts, certain, classes)
+    by_range.pop("small_counts_only", None)  # a constant has no answer among 1-5 unless it is one: its 1-5 range says it
+    return result | {"label": classes.label(answer)} | by_range
 
 
 def scalars(metrics: dict) -> dict[str, float]:
