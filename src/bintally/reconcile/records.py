@@ -202,7 +202,7 @@ def for_batch(
     """The scores and the policy for this batch's count distribution (`prior.adapt_to_batch`), or as they are,
     saying why: adjusting is off, the thresholds are explicit, the artifact keeps no fitting bins, the batch is small."""
     if not adjust or policy.fitted is None:
-        why = "no fitted policy to fit again (thresholds given or defaults)" if adjust else "not fitted again for the batch (--adjust-to-batch)"
+        why = "no fitted policy to fit again" if adjust else "not fitted again for the batch (--adjust-to-batch)"
         return scores, policy, BatchAdjustment(note=f"the policy as fitted: {why}")
     fit = artifact.fit_data()
     if fit is None:
