@@ -82,6 +82,14 @@ def size_of(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def report_size(folder: Path, what: str) -> None:
+    """Say what went into `folder` and its size; exit if a device call could not carry it."""
+    size = size_of(folder)
+    print(f"packed {what} into {folder}: {size / 2**20:.1f} MiB")
+    if size > MAX_BYTES:
+        sys.exit(f"{folder} is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB a device call carries")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ABID, help="ABID-layout root")
@@ -96,10 +104,7 @@ def main() -> None:
     pack_weights(args.out / "lite0.safetensors")
     if not args.no_wheels:
         pack_wheels(args.out / "wheels")
-    size = size_of(args.out)
-    print(f"packed {n:,} bins, the Lite0 weights{'' if args.no_wheels else ' and wheels'} into {args.out}: {size / 2**20:.1f} MiB")
-    if size > MAX_BYTES:
-        sys.exit(f"{args.out} is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB a device call carries")
+    report_size(args.out, f"{n:,} bins, the Lite0 weights{'' if args.no_wheels else ' and wheels'}")
 
 
 if __name__ == "__main__":

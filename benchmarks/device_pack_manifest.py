@@ -11,12 +11,11 @@ ships the manifest itself: the GPU machine trains on exactly these rows and spli
 from __future__ import annotations
 
 import argparse
-import sys
 import zipfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from device_pack import MAX_BYTES, pack_weights, pack_wheels, size_of
+from device_pack import pack_weights, pack_wheels, report_size
 
 from bintally.data.manifest import read_manifest
 
@@ -45,10 +44,7 @@ def main() -> None:
     n = pack_rows(args.manifest, args.splits.split(","), args.out)
     pack_weights(args.out / "lite0.safetensors")
     pack_wheels(args.out / "wheels", ("pydantic", "pydantic-core", "annotated-types", "typing-inspection"))
-    size = size_of(args.out)
-    print(f"packed {n:,} photos of {args.splits}, the Lite0 weights and wheels into {args.out}: {size / 2**20:.1f} MiB")
-    if size > MAX_BYTES:
-        sys.exit(f"{args.out} is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB a device call carries")
+    report_size(args.out, f"{n:,} photos of {args.splits}, the Lite0 weights and wheels")
 
 
 if __name__ == "__main__":

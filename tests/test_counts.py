@@ -14,7 +14,7 @@ def test_an_open_top_class_holds_every_count_from_k_up():
     assert classes.clip([0, 9, 10, 14, 200]).tolist() == [0, 9, 10, 10, 10]
     assert classes.index([3, 25]).tolist() == [3, 10]
     assert classes.contains(250) and classes.is_open(12) and not classes.is_open(9)
-    assert classes.can_record(40) and not classes.can_record(-1)
+    assert classes.contains(40) and not classes.contains(-1)
 
 
 def test_closed_classes_know_only_their_counts():
@@ -22,7 +22,7 @@ def test_closed_classes_know_only_their_counts():
     assert classes.labels == ["1", "2", "3", "4", "5"]
     assert not classes.contains(0) and not classes.contains(6) and not classes.is_open(5)
     assert classes.clip([7]).tolist() == [7]  # nothing is folded into a closed top
-    assert not classes.can_record(6)
+    assert not classes.contains(6)
 
 
 def test_classes_from_training_counts():
@@ -46,7 +46,7 @@ def test_a_low_open_top_is_not_one_of_the_small_counts():
 def test_a_record_of_a_count_the_classes_skip_cannot_be_judged():
     """Classes 0, 2 and 10+ (no 1 or 3-9 in training): records of 1 or 3 have no class, 40 is 10+."""
     classes = CountClasses.from_counts([0, 2, 2, 10, 14], top=10)
-    assert [classes.can_record(r) for r in (1, 2, 3, 9, 10, 40)] == [False, True, False, False, True, True]
+    assert [classes.contains(r) for r in (1, 2, 3, 9, 10, 40)] == [False, True, False, False, True, True]
 
 
 def test_ranges_are_those_the_classes_reach():

@@ -66,16 +66,13 @@ class CountClasses(BaseModel):
         return np.minimum(counts, self.top) if self.open_top else counts
 
     def contains(self, count: int) -> bool:
+        """Whether a true or recorded count has a class here: any count of K or more with an open top, else one of
+        the counts the classes name (so a record of a count the classes skip cannot be judged)."""
         return int(self.clip([count])[0]) in self.values
 
     def index(self, counts: Sequence[int] | np.ndarray) -> np.ndarray:
         """Class indices of counts the classes contain (check `contains` first)."""
         return np.searchsorted(np.asarray(self.values), self.clip(counts))
-
-    def can_record(self, count: int) -> bool:
-        """Whether a record of this count can be judged: its class is one of the model's (any count of K or more
-        with an open top)."""
-        return count >= 0 and self.contains(count)
 
     def is_open(self, count: int) -> bool:
         """Whether a count can only be told as "K or more" by this model."""
@@ -89,8 +86,7 @@ class CountClasses(BaseModel):
         candidates = {"0": (0, 0), f"{low}-{high}": (low, high), f"{high + 1}-{top_closed}": (high + 1, top_closed)}
         if self.open_top:
             candidates[self.label(self.top)] = (self.top, self.top)
-        present = {name: (a, b) for name, (a, b) in candidates.items() if a <= b and any(a <= v <= b for v in self.values)}
-        return present
+        return {name: (a, b) for name, (a, b) in candidates.items() if a <= b and any(a <= v <= b for v in self.values)}
 
 
 def parse_classes(text: str) -> list[int]:

@@ -80,7 +80,7 @@ def split_logits(
 
 def class_targets(counts: np.ndarray, classes: CountClasses) -> tuple[np.ndarray, np.ndarray]:
     """Which rows have a count among the classes (any count, with an open top class), and those rows' class indices."""
-    known = np.array([classes.contains(int(c)) for c in counts], dtype=bool)
+    known = np.isin(classes.clip(counts), classes.values)  # `CountClasses.contains`, row by row
     return known, classes.index(counts[known])
 
 

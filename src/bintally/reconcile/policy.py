@@ -76,9 +76,9 @@ class RecordErrors(BaseModel):
 
     def recorded(self, truth: int, classes: CountClasses) -> dict[int, float]:
         """P(recorded = r | true = truth) for every record r the model can make of a bin of `truth`: records stay
-        where `classes` can judge them (>= 0 with an open top class, else inside the classes); a size that
+        where `classes` can judge them (`CountClasses.contains`: any count >= K with an open top class); a size that
         cannot (3 off a true 3 in 1-5) passes its share to the sizes that can."""
-        options = {d: [truth + s * d for s in (1, -1) if classes.can_record(truth + s * d)] for d in self.sizes}
+        options = {d: [truth + s * d for s in (1, -1) if classes.contains(truth + s * d)] for d in self.sizes}
         live = {d: self.sizes[d] for d, found in options.items() if found and self.sizes[d] > 0}
         chances = {truth: 1 - self.rate if live else 1.0}
         for d, share in live.items():

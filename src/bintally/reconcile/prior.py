@@ -133,9 +133,8 @@ def bias_offsets(fit_probabilities: np.ndarray, shares: np.ndarray, iterations: 
 
 
 def shifted(probabilities: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """softmax(log p + offsets), row by row."""
-    q = np.asarray(probabilities, dtype=float) * np.exp(offsets - offsets.max())
-    return q / q.sum(axis=1, keepdims=True)
+    """softmax(log p + offsets), row by row: Bayes' rule from a flat prior to one proportional to exp(offsets)."""
+    return adjust(probabilities, np.ones(len(offsets)), np.exp(offsets - offsets.max()))
 
 
 def range_matrix(classes: CountClasses) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from bintally import storage
+from bintally.counts import CountClasses
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import ModelArtifact, load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, score_probabilities
@@ -186,13 +187,12 @@ class ReconcileReport(BaseModel):
     audit: AuditReport | None = None  # with marks or recounts: the realised rates and their bounds
 
 
-def _scores(cfg: ReconcileConfig, uris: list[str]) -> dict[str, CountScore | str]:
+def _scores(cfg: ReconcileConfig, uris: list[str], classes: CountClasses) -> dict[str, CountScore | str]:
     """Each photo's score or error: in this process, or on Ray (resuming from `<out>.shards`, removed once `out` is written)."""
     if cfg.ray is None:
         predictor = load_model(cfg.model, cfg.backend, cfg.precision)
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
     found = score_on_ray(cfg, uris)
-    classes = load_artifact(cfg.model).spec.count_classes
     return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}
 
 
@@ -200,7 +200,7 @@ def for_batch(
     scores: dict[str, CountScore | str], artifact: ModelArtifact, policy: DecisionPolicy, adjust: bool
 ) -> tuple[dict[str, CountScore | str], DecisionPolicy, BatchAdjustment]:
     """The scores and the policy for this batch's count distribution (`prior.adapt_to_batch`), or as they are,
-    saying why: adjusting is off, the thresholds are explicit, the artifact keeps no fitting bins, the batch is small."""
+    saying why: adjusting is off, there is no fitted policy, the artifact keeps no fitting bins, the batch is small."""
     if not adjust or policy.fitted is None:
         why = "no fitted policy to fit again" if adjust else "not fitted again for the batch (--adjust-to-batch)"
         return scores, policy, BatchAdjustment(note=f"the policy as fitted: {why}")
@@ -234,7 +234,8 @@ def _reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     audits = read_audits(cfg.audited, cfg.endpoint_url) if cfg.audited else {}
     artifact = load_artifact(cfg.model)
     policy = (artifact.spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
-    scores, policy, batch = for_batch(_scores(cfg, sorted({r.uri for r in records})), artifact, policy, cfg.adjust_to_batch)
+    found = _scores(cfg, sorted({r.uri for r in records}), artifact.spec.count_classes)
+    scores, policy, batch = for_batch(found, artifact, policy, cfg.adjust_to_batch)
     extra_columns = list(dict.fromkeys(k for r in records for k in r.extra))
     rows, decided, truths, marks = [], [], [], []
     for record in records:

@@ -148,13 +148,14 @@ class UriPolicy:
 # IPv6 forms that carry an IPv4 address, which is what the packet finally reaches (RFC 6052, 4291, 6145, 3056, 4380).
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 6145)
-SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")  # deprecated, still routed inside some networks: never public
-NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use translation (RFC 8215): never public
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# Never public, whatever they carry.
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use translation (RFC 8215)
+SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")  # deprecated, still routed inside some networks
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """Every IPv4 address an IPv6 address embeds: mapped, compatible, NAT64, 6to4, Teredo (server and client)."""
+    """Every IPv4 address an IPv6 address embeds: mapped, compatible, translated, NAT64, 6to4, Teredo (server and client)."""
     found = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
     if ip in NAT64 or ip in IPV4_COMPATIBLE or ip in IPV4_TRANSLATED:
         found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
