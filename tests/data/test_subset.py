@@ -44,3 +44,22 @@ def test_parse_counts(text, bounds):
 def test_parse_counts_rejects(text):
     with pytest.raises(ValueError):
         parse_counts(text)
+
+
+def test_a_quota_on_one_split_keeps_every_bin_of_the_others(root):
+    """The quickstart's sample: at most 5 training bins per count class (counts of 10 or more share one quota), and
+    every validation and test bin. Must hold: the training bins meet the quotas, the other splits are whole; without
+    a split for each bin the option is refused rather than applied to every split."""
+    from bintally.data.manifest import SplitRatios, assign_split
+
+    def split_of(bin_id: str) -> str:
+        return assign_split(bin_id, 0, SplitRatios())
+
+    everything = select_bins(root, Subset()).records
+    chosen = select_bins(root, Subset(per_count=5, top_count=10, per_count_split="train"), split_of).records
+    train = Counter(min(r.count, 10) for r in chosen if split_of(r.id) == "train")
+    assert train == dict.fromkeys(range(11), 5)
+    for split in ("val", "test"):
+        assert {r.id for r in chosen if split_of(r.id) == split} == {r.id for r in everything if split_of(r.id) == split}
+    with pytest.raises(ValueError, match="split_of"):
+        select_bins(root, Subset(per_count=5, per_count_split="train"))

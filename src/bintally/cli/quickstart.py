@@ -43,7 +43,7 @@ def quickstart_cmd(
     data: Annotated[str, typer.Option("--data", help="ABID root (path or URL)")],
     out: Annotated[str, typer.Option(help="where the manifest, model and report go")] = QUICKSTART.out,
     counts: Annotated[str | None, typer.Option(help="count range to learn, e.g. 1-5 [default: every count]")] = None,
-    per_count: Annotated[int, typer.Option(min=10, help="bins per count")] = QUICKSTART.per_count,
+    per_count: Annotated[int, typer.Option(min=10, help="training bins per count class (validation, test: all)")] = QUICKSTART.per_count,
     epochs: Annotated[int, typer.Option(min=1)] = QUICKSTART.epochs,
     image_size: Annotated[int, typer.Option(min=32)] = QUICKSTART.image_size,
     serve: Annotated[bool, typer.Option(help="serve the model when done")] = True,

@@ -123,7 +123,7 @@ def build_manifest(
     """Every selected bin's photo inspected (decodes, size, digest; duplicates and bad photos become problems),
     each assigned its split by id. `on_progress(done, total)` hears after each chunk of photos."""
     ratios = ratios or SplitRatios()
-    selection = select_bins(root, subset)
+    selection = select_bins(root, subset, lambda bin_id: assign_split(bin_id, seed, ratios))
     problems = list(selection.problems)
     rows: list[ManifestRow] = []
     first_by_hash: dict[str, str] = {}

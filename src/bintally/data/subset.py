@@ -7,6 +7,8 @@ cannot be used, each with a reason, so that no bad record is dropped silently.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +23,9 @@ class Subset(BaseModel):
     # With per_count: counts of this or more share one quota, as they share the open top class "K+", so that class
     # holds bins of 10 or more as they come (mostly 10-15), not as many 80s as 10s.
     top_count: int | None = Field(None, ge=1)
+    # With per_count: only the bins of this split are held to the quota; the other splits keep every bin, so that a
+    # balanced training sample is validated and tested on the bins as they come (the quickstart).
+    per_count_split: Literal["train", "val", "test"] | None = None
     limit: int | None = Field(None, ge=1)
 
 
@@ -84,7 +89,10 @@ def _candidates(root: AbidRoot, subset: Subset) -> tuple[list[str], list[Problem
     return sorted(universe & images & metadata), problems
 
 
-def select_bins(root: AbidRoot, subset: Subset) -> Selection:
+def select_bins(root: AbidRoot, subset: Subset, split_of: Callable[[str], str] | None = None) -> Selection:
+    """The bins `subset` names, read and sorted out; `split_of(id)` gives a bin's split (`per_count_split` needs it)."""
+    if subset.per_count_split is not None and split_of is None:
+        raise ValueError("per_count_split needs each bin's split (split_of)")
     ids, problems = _candidates(root, subset)
     records: list[BinRecord] = []
     for bin_id, raw in sorted(root.read_many(METADATA_DIR, ids).items()):
@@ -104,6 +112,9 @@ def select_bins(root: AbidRoot, subset: Subset) -> Selection:
         taken: dict[int, int] = defaultdict(int)
         kept = []
         for r in records:
+            if subset.per_count_split is not None and split_of is not None and split_of(r.id) != subset.per_count_split:
+                kept.append(r)
+                continue
             quota = r.count if subset.top_count is None else min(r.count, subset.top_count)
             if taken[quota] < subset.per_count:
                 taken[quota] += 1

@@ -132,8 +132,8 @@ def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: CountC
 
 def constant_answer(reference_counts: Counts, true_counts: Counts, classes: CountClasses | None = None) -> dict:
     """The trivial model beside which a model's numbers are read: always answer the most common count of
-    `reference_counts` (the training rows; ties go to the smaller count), scored on `true_counts` (as class
-    values of `classes` where given, with its range_metrics)."""
+    `reference_counts` (rows that are not scored: `report.trivial_baseline`; ties go to the smaller count), scored
+    on `true_counts` (as class values of `classes` where given, with its range_metrics)."""
     if classes is not None:
         reference_counts, true_counts = classes.clip(reference_counts), classes.clip(true_counts)
     values, frequency = np.unique(np.asarray(reference_counts, dtype=np.int64), return_counts=True)

@@ -54,12 +54,17 @@ def calibration_metrics(logits: np.ndarray, counts: np.ndarray, classes: CountCl
 
 
 def trivial_baseline(artifact: ModelArtifact, manifest: Manifest, counts: np.ndarray) -> dict | None:
-    """Always answering the training rows' most common count (the artifact's training splits of this manifest),
-    scored on the evaluated bins; None when the manifest has no such training rows."""
+    """Always answering the validation rows' most common count (the artifact's validation split of this manifest;
+    its training splits where it had none), scored on the evaluated bins; None when the manifest has no such rows.
+    Validation, not training: a balanced training sample (the quickstart's) has no most common count to speak of,
+    while validation is drawn as the bins are."""
     classes = artifact.spec.count_classes
-    splits = artifact.spec.train_config.get("train_splits", ["train"])
-    reference = [r.count for split in splits for r in manifest.split(split) if classes.contains(r.count)]
-    return constant_answer(reference, counts, classes) if reference else None
+    config, val = artifact.spec.train_config, artifact.spec.train_config.get("val_split", "val")
+    for splits in ([val] if val else [], config.get("train_splits", ["train"])):
+        reference = [r.count for split in splits for r in manifest.split(split) if classes.contains(r.count)]
+        if reference:
+            return constant_answer(reference, counts, classes)
+    return None
 
 
 def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device: str, batch_size: int, workers: int) -> dict:
