@@ -7,8 +7,10 @@
 With --draws, each test bin gets one record per draw (right, or wrong as the error model says: off by 1, 2, 3 at
 60/30/10% of 20%, kept >= 0 with an open top class), decided by `reconcile.policy.reconcile` exactly as
 `bintally reconcile` decides, with the policy as fitted and with the policy fitted again for the test bins' own
-count distribution (`reconcile.prior.adapt_to_batch`, as `bintally reconcile --adjust-to-batch` does). Also: records of 5
-for bins that hold 7 or more (an understated record a warehouse most needs caught), and how many are accepted.
+count distribution (`reconcile.prior.adapt_to_batch`, as `bintally reconcile --adjust-to-batch` does); and the same two
+for a policy fitted on a balanced sample (validation re-weighted to equal count classes, as a sample of so many bins
+per count would fit it) used on the test bins as they come, the shift the batch adjustment is for. Also: records of
+5 for bins that hold 7 or more (an understated record a warehouse most needs caught), and how many are accepted.
 
 Records are simulated on the test split exactly as the policy was fitted on validation (`reconcile.fit`): each
 bin's correct record and its wrong ones (off by 1, 2, 3 at 60/30/10% of a 20% record-error rate), every possible
@@ -176,6 +178,12 @@ def drawn_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def balanced_weights(counts: np.ndarray, classes: CountClasses) -> np.ndarray:
+    """Bin weights under which every count class weighs the same (`fit.simulate`'s bin_weights)."""
+    index = classes.index(counts)
+    return 1 / np.bincount(index, minlength=len(classes.values))[index]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
@@ -201,10 +209,10 @@ def main() -> None:
     val_logits, val_counts = split_logits(artifact, manifest, policy.fitted["split"], args.device)
     classes = spec.count_classes
     val_known, _ = class_targets(val_counts, classes)
+    val_probabilities, val_truth = softmax(val_logits[val_known], spec.temperature), val_counts[val_known]
     model_only = fit_policy(
-        softmax(val_logits[val_known], spec.temperature), val_counts[val_known].tolist(), classes, targets, errors,
-        accept_statistics=["match"], flag_statistics=["match", "far"],
-    )  # fmt: skip
+        val_probabilities, val_truth.tolist(), classes, targets, errors, accept_statistics=["match"], flag_statistics=["match", "far"]
+    )
     logits, counts = split_logits(artifact, manifest, args.split, args.device)
     known, _ = class_targets(counts, classes)
     probabilities, truth = softmax(logits[known], spec.temperature), counts[known]
@@ -219,13 +227,21 @@ def main() -> None:
     plot_curves(records, rows["fitted on validation"], targets, errors.rate, out.with_suffix(".png"))
     summary = table(rows, args.minutes_per_recount)
     by_range = {name: o.model_dump() for name, o in outcome_by_range(records, policy, classes).items()}
-    sampled, adapted = {}, None
+    sampled, adapted, on_balanced = {}, None, None
     if args.draws:
         fit = artifact.fit_data()
         sampled["as fitted"] = drawn(probabilities, truth, classes, policy, args.draws)
         if fit is not None:
             adapted = adapt_to_batch(probabilities, *fit, classes, policy)
             sampled["fitted again for the batch"] = drawn(adapted.probabilities, truth, classes, adapted.policy, args.draws)
+        weights = balanced_weights(val_truth, classes)
+        on_balanced = fit_policy(
+            val_probabilities, val_truth.tolist(), classes, targets, errors, bin_weights=weights,
+            accept_statistics=list(policy.fitted["accepted"]), flag_statistics=list(policy.fitted["recall_2plus"]),
+        )  # fmt: skip
+        sampled["fitted on a balanced sample"] = drawn(probabilities, truth, classes, on_balanced, args.draws)
+        shifted = adapt_to_batch(probabilities, val_probabilities, val_truth, classes, on_balanced, fit_weights=weights)
+        sampled["balanced, fitted again for the batch"] = drawn(shifted.probabilities, truth, classes, shifted.policy, args.draws)
     ceiling = best_possible(records, targets)
     print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
     print(f"policy (fitted on {policy.fitted['split']}): {policy.describe()}")
@@ -255,6 +271,7 @@ def main() -> None:
         "drawn": sampled,
         "batch_prior": adapted.batch_prior if adapted else None,
         "policy_for_batch": adapted.policy.model_dump() if adapted else None,
+        "policy_on_balanced_sample": on_balanced.model_dump() if on_balanced else None,
         "understated_records": low,
         "drawn_table": drawn_table(sampled) if sampled else None,
         "ceiling_on_this_split": ceiling,

@@ -122,3 +122,37 @@ def test_the_map_estimate_keeps_a_share_that_plain_em_drives_to_zero_on_a_poor_m
     p = joint / joint.sum(axis=1, keepdims=True)
     assert min(estimate_prior(p, BALANCED).prior) < 0.02
     assert min(estimate_prior(p, BALANCED, strength=100).prior) > 0.15
+
+
+def test_fitting_weights_count_as_that_many_copies_of_a_bin():
+    """A policy fitted with bin weights (a balanced sample emulated by re-weighting) is carried to a batch as the
+    same fit on the bins repeated that many times would be. Must hold: `adapt_to_batch` with weights 1 and 3 gives
+    the fitted shares, the batch's estimate and the refitted thresholds of the unweighted fit on the bins whose
+    weight is 3 taken three times; without the weights (the bins counted once) the fitted shares differ."""
+    from bintally.counts import CountClasses
+    from bintally.reconcile.fit import Targets, fit_policy
+    from bintally.reconcile.policy import RecordErrors
+    from bintally.reconcile.prior import adapt_to_batch
+
+    rng = np.random.default_rng(3)
+    truth = rng.choice(5, size=600, p=NATURAL)
+    joint = np.exp(-0.5 * ((rng.normal(MEANS[truth], SD)[:, None] - MEANS[None, :]) / SD) ** 2) * BALANCED
+    fit_p, batch_p = joint / joint.sum(axis=1, keepdims=True), simulated(BALANCED, 500, seed=4)
+    weights = np.where(truth < 2, 3.0, 1.0)
+    copies = np.repeat(np.arange(len(truth)), weights.astype(int))
+    classes, errors, targets = CountClasses(values=[0, 1, 2, 3, 4]), RecordErrors(), Targets(confidence=None)
+    weighted_policy = fit_policy(fit_p, truth.tolist(), classes, targets, errors, bin_weights=weights)
+    copied_policy = fit_policy(fit_p[copies], truth[copies].tolist(), classes, targets, errors)
+    assert weighted_policy.accept_at == pytest.approx(copied_policy.accept_at)
+    weighted = adapt_to_batch(batch_p, fit_p, truth, classes, weighted_policy, fit_weights=weights)
+    copied = adapt_to_batch(batch_p, fit_p[copies], truth[copies], classes, copied_policy)
+    unweighted = adapt_to_batch(batch_p, fit_p, truth, classes, weighted_policy)
+
+    def shares(adapted) -> np.ndarray:
+        return np.array(list(adapted.fitted_prior.values()))
+
+    np.testing.assert_allclose(shares(weighted), shares(copied), atol=2e-3)  # the half bin per class is of N bins, not of copies
+    np.testing.assert_allclose(list(weighted.batch_prior.values()), list(copied.batch_prior.values()), atol=2e-3)
+    assert weighted.policy.accept_at == pytest.approx(copied.policy.accept_at, abs=1e-3)
+    assert weighted.policy.flag_at == pytest.approx(copied.policy.flag_at, abs=1e-3)
+    assert np.abs(shares(unweighted) - shares(weighted)).max() > 0.05

@@ -114,13 +114,14 @@ class BatchPolicy(BaseModel):
     policy: DecisionPolicy  # fitted again on the fitting bins, re-weighted to the batch's prior
 
 
-def counted_shares(counts: np.ndarray, classes: CountClasses) -> np.ndarray:
-    """The count classes' shares among the fitting bins, half a bin added to each so that none is 0 (EM could then
-    never give it any)."""
-    return (np.bincount(classes.index(counts), minlength=len(classes.values)) + 0.5) / (len(counts) + 0.5 * len(classes.values))
+def counted_shares(counts: np.ndarray, classes: CountClasses, weights: np.ndarray | None = None) -> np.ndarray:
+    """The count classes' shares among the fitting bins (each counting its weight, on average 1), half a bin added
+    to each so that none is 0 (EM could then never give it any)."""
+    w = np.ones(len(counts)) if weights is None else weights * len(counts) / weights.sum()
+    return (np.bincount(classes.index(counts), w, minlength=len(classes.values)) + 0.5) / (len(counts) + 0.5 * len(classes.values))
 
 
-def bias_offsets(fit_probabilities: np.ndarray, shares: np.ndarray, iterations: int = 500) -> np.ndarray:
+def bias_offsets(fit_probabilities: np.ndarray, shares: np.ndarray, weights: np.ndarray | None = None, iterations: int = 500) -> np.ndarray:
     """Per-class log-offsets under which the fitting bins' posteriors average to their counted shares: the
     class-bias terms of bias-corrected temperature scaling, whose maximum-likelihood values meet exactly that
     (Alexandari, Kundaje and Shrikumar 2020, who found EM with them hard to beat). Temperature scaling calibrates
@@ -128,7 +129,7 @@ def bias_offsets(fit_probabilities: np.ndarray, shares: np.ndarray, iterations: 
     and EM on such posteriors runs off to a few classes."""
     offsets = np.zeros(len(shares))
     for _ in range(iterations):
-        offsets += np.log(shares) - np.log(shifted(fit_probabilities, offsets).mean(axis=0))
+        offsets += np.log(shares) - np.log(np.average(shifted(fit_probabilities, offsets), axis=0, weights=weights))
     return offsets
 
 
@@ -147,24 +148,30 @@ def range_matrix(classes: CountClasses) -> np.ndarray:
 
 
 def adapt_to_batch(
-    probabilities: np.ndarray, fit_probabilities: np.ndarray, fit_counts: np.ndarray, classes: CountClasses, policy: DecisionPolicy
+    probabilities: np.ndarray,
+    fit_probabilities: np.ndarray,
+    fit_counts: np.ndarray,
+    classes: CountClasses,
+    policy: DecisionPolicy,
+    fit_weights: np.ndarray | None = None,
 ) -> BatchPolicy:
     """The batch's count distribution (EM by count range on its posteriors [N, K], their class biases corrected on
     the fitting bins first: `bias_offsets`), its posteriors under it, and the policy fitted again as it was
     fitted (same targets, error model and statistics) on its fitting bins re-weighted to that distribution, their
     posteriors adjusted alike: the promise is then about records of this batch's bins.
+    `fit_weights` [N]: the weights the policy was fitted with (`fit.simulate`'s bin_weights), if any.
     Raises TooFewPhotos for a small batch; `policy` must carry its fit report."""
     if policy.fitted is None:
         raise ValueError("the policy has no fit report (explicit thresholds): nothing to fit again for the batch")
-    fitted, ranges = counted_shares(fit_counts, classes), range_matrix(classes)
-    offsets = bias_offsets(fit_probabilities, fitted)  # for the estimate only: the posteriors decided on stay as served
+    fitted, ranges = counted_shares(fit_counts, classes, fit_weights), range_matrix(classes)
+    offsets = bias_offsets(fit_probabilities, fitted, fit_weights)  # for the estimate only: the posteriors decided on stay as served
     # EM over the count ranges, each range's inner shares kept as fitted: over every class, with a model this
     # unsure between neighbouring counts, EM runs off to a few classes (on 400 of the default model's own
     # validation bins it gave 1s a share of 0 and 3s 36%); over the ranges it follows a shift to within a few points.
     estimate = estimate_prior(shifted(probabilities, offsets) @ ranges, fitted @ ranges, strength=PRIOR_PHOTOS)
     ratio = (np.asarray(estimate.prior) / (fitted @ ranges)) @ ranges.T
     batch = fitted * ratio
-    weights = ratio[classes.index(fit_counts)]
+    weights = ratio[classes.index(fit_counts)] * (1 if fit_weights is None else fit_weights)
     refit = fit_policy(
         adjust(fit_probabilities, fitted, batch),
         fit_counts.tolist(),
