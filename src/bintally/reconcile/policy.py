@@ -177,26 +177,34 @@ class Reconciliation(BaseModel):
     decision: Decision
 
 
-def decide(accept: bool, flag: bool) -> Decision:
-    return "accept" if accept else "mismatch" if flag else "review"
+def decide_many(
+    probabilities: np.ndarray, expected: Sequence[int] | np.ndarray, classes: CountClasses, policy: DecisionPolicy
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """N records decided at once: count probabilities [N, K] over `classes`, recorded quantities [N]. Returns each
+    record's decision ("accept", "review", "mismatch") and the four statistics, 0 for a record outside the classes
+    (which goes to review). `reconcile` is this for one record."""
+    expected = np.asarray(expected, dtype=np.int64)
+    known = np.isin(classes.clip(expected), classes.values)  # `CountClasses.contains`, record by record
+    recorded = classes.index(np.where(known, expected, classes.values[0]))
+    stats = {name: np.where(known, value, 0.0) for name, value in statistics(probabilities, recorded, classes, policy.errors).items()}
+    exact = known & ~(classes.open_top & (expected >= classes.top))  # a record of K+ is never accepted (`is_open`)
+    accept = exact & accepts(stats[policy.accept_statistic], policy.accept_at)
+    flag = known & ~accept & flags(policy.flag_statistic, stats[policy.flag_statistic], policy.flag_at)
+    return np.where(accept, "accept", np.where(flag, "mismatch", "review")), stats
 
 
 def reconcile(probabilities: dict[str, float], expected: int, policy: DecisionPolicy) -> Reconciliation:
     """`probabilities` maps each count class (its label, as the API answers it: "3", "10+") to its probability."""
     classes = CountClasses.from_labels(probabilities)
-    count = classes.values[int(np.argmax(list(probabilities.values())))]
-    found = {"expected_quantity": expected, "count": count, "at_least": classes.is_open(count)}
-    if not classes.contains(expected):
-        unknown = {"match_probability": 0.0, "far_probability": 0.0, "record_correct_probability": 0.0}
-        return Reconciliation(**found, **unknown, decision="review")
-    p, recorded = np.array([list(probabilities.values())]), classes.index([expected])
-    stats = {name: value[:1] for name, value in statistics(p, recorded, classes, policy.errors).items()}
-    accept = not classes.is_open(expected) and bool(accepts(stats[policy.accept_statistic], policy.accept_at)[0])
-    flag = bool(flags(policy.flag_statistic, stats[policy.flag_statistic], policy.flag_at)[0])
+    p = np.array([list(probabilities.values())])
+    count = classes.values[int(np.argmax(p[0]))]
+    decisions, stats = decide_many(p, [expected], classes, policy)
     return Reconciliation(
-        **found,
+        expected_quantity=expected,
+        count=count,
+        at_least=classes.is_open(count),
         match_probability=float(stats["match"][0]),
         far_probability=float(stats["far"][0]),
         record_correct_probability=float(stats["record_correct"][0]),
-        decision=decide(accept, flag),
+        decision=str(decisions[0]),
     )
