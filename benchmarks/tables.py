@@ -387,6 +387,12 @@ def headline(files: list[str]) -> list[str]:
             "records accepted without a look / wrong among them (promise: 5%)",
             f"{pct(fitted['accepted'])} / {pct(fitted['accepted_error'])}",
         ],
+    ]
+    if decided.get("drawn"):  # record sets of the test bins drawn one by one: how often one passes the bound
+        d = decided["drawn"]["as fitted"]["all"]
+        what = f"drawn sets of {d['records'] // d['draws']:,} records with over {d['bound']:.0%} of the accepted ones wrong"
+        rows.append([what, f"{d['draws_above_bound']:,} of {d['draws']:,}"])
+    rows += [
         [
             f"photos/s, ONNX Runtime int8 / fp32, batch 32 ({serve_cpu})",
             f"{rate[('onnxruntime int8', 32)]:.0f} / {rate[('onnxruntime fp32', 32)]:.0f}",
