@@ -57,6 +57,20 @@ def test_predict_folder_with_a_corrupt_photo_then_resume(small_artifact, photo_f
     assert {k: again[k]["count"] for k in PHOTO_IDS} == {k: rows[k]["count"] for k in PHOTO_IDS}
 
 
+def test_photos_of_one_name_in_two_folders_keep_two_ids(small_artifact, abid_root, tmp_path):
+    """Tried: day1/00585.jpg and day2/00585.jpg (two bins photographed on two days, named alike), and 00588.jpg.
+    Must hold: two rows that say which is which (day1/00585, day2/00585), each with its own uri; 00588 keeps its
+    bin id."""
+    for day, bin_id in [("day1", "00585"), ("day2", "00585"), ("day2", "00588")]:
+        (tmp_path / day).mkdir(exist_ok=True)
+        (tmp_path / day / f"{bin_id}.jpg").symlink_to(abid_root / "bin-images" / f"{bin_id}.jpg")
+    out = tmp_path / "predictions.csv"
+    predict(PredictConfig(model=small_artifact, inputs=[str(tmp_path / "day1"), str(tmp_path / "day2")], out=str(out), backend="torch"))
+    rows = read_rows(out)
+    assert set(rows) == {"day1/00585", "day2/00585", "00588"}
+    assert rows["day1/00585"]["uri"].endswith("day1/00585.jpg") and rows["day2/00585"]["uri"].endswith("day2/00585.jpg")
+
+
 def test_predict_glob_and_s3_prefix(small_artifact, photo_folder, s3_endpoint, photos_in_s3, tmp_path):
     """A glob picks only its matches; an s3:// prefix on moto is listed and scored, rows keep the s3:// URI."""
     out = tmp_path / "glob.csv"

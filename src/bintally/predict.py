@@ -21,7 +21,7 @@ from bintally.model.predictor import Backend, Precision
 from bintally.scoring.model import load_model
 from bintally.scoring.on_ray import RayConfig, remove_shards, score_on_ray
 from bintally.scoring.one_machine import score_images
-from bintally.scoring.photos import list_images
+from bintally.scoring.photos import list_images, photo_ids
 from bintally.scoring.rows import columns, csv_cells, locked, prediction_row, resume, write_predictions
 
 
@@ -59,6 +59,7 @@ def _predict_here(cfg: PredictConfig, on_progress: Callable[[int, int], None]) -
     predictor = load_model(cfg.model, cfg.backend, cfg.precision)
     header = columns(predictor.spec.count_classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
+    ids = photo_ids(uris)
     done = resume(cfg.out, header)
     todo = [u for u in uris if u not in done]
     failed = scored = 0
@@ -67,7 +68,7 @@ def _predict_here(cfg: PredictConfig, on_progress: Callable[[int, int], None]) -
         if fh.tell() == 0:
             writer.writeheader()
         for batch in score_images(predictor, todo, cfg.batch_size, cfg.workers, cfg.endpoint_url, cfg.max_pixels):
-            rows = [prediction_row(uri, outcome) for uri, outcome in batch]
+            rows = [prediction_row(ids[uri], uri, outcome) for uri, outcome in batch]
             failed += sum(1 for row in rows if row["error"])
             scored += len(rows)
             writer.writerows(map(csv_cells, rows))

@@ -39,7 +39,7 @@ from bintally.model.predictor import Backend, Precision, resolve_precision
 from bintally.model.preprocess import Preprocess, normalise
 from bintally.scoring.model import load_model
 from bintally.scoring.one_machine import score_loaded
-from bintally.scoring.photos import read_photo
+from bintally.scoring.photos import photo_ids, read_photo
 from bintally.scoring.rows import arrow_schema, columns, is_scored, prediction_row
 
 SHARDS_SUFFIX = ".shards"
@@ -178,7 +178,7 @@ def read_photos(batch: dict[str, np.ndarray], pp: Preprocess, endpoint_url: str 
         ok = not isinstance(photo, str)
         pixels.append(np.asarray(photo, np.uint8) if ok else np.zeros((pp.size, pp.size, 3), np.uint8))
         errors.append("" if ok else photo)
-    return {"uri": batch["uri"], "pixels": np.stack(pixels), "error": np.array(errors, dtype=object)}
+    return {"id": batch["id"], "uri": batch["uri"], "pixels": np.stack(pixels), "error": np.array(errors, dtype=object)}
 
 
 class Scorer:
@@ -196,7 +196,8 @@ class Scorer:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         pp = self.predictor.spec.preprocess
         loaded = [str(e) if e else normalise(px, pp) for px, e in zip(batch["pixels"], batch["error"])]
-        rows = [prediction_row(str(u), o) for u, o in zip(batch["uri"], score_loaded(self.predictor, loaded))]
+        scored = zip(batch["id"], batch["uri"], score_loaded(self.predictor, loaded))
+        rows = [prediction_row(str(i), str(u), o) for i, u, o in scored]
         return pa.Table.from_pylist(rows, self.schema)
 
 
@@ -249,14 +250,14 @@ def score_on_ray(
     key = model_key(artifact, files, backend, chosen)
     header = columns(spec.count_classes)
     rows = read_shards(shards, key)
-    todo = [u for u in uris if not (u in rows and is_scored(rows[u], header))]
+    todo, ids = [u for u in uris if not (u in rows and is_scored(rows[u], header))], photo_ids(uris)
     if todo:
         connect(cfg.address)
         blocks = max(1, len(todo) // batch_size)
         actors, gpus = _actors(cfg, blocks)
         refs = [ray.put(files)]
         scored = (
-            ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=blocks)
+            ray.data.from_items([{"id": ids[u], "uri": u} for u in todo], override_num_blocks=blocks)
             # Reading waits on storage half the time, so two readers share a CPU; the different resources also keep
             # reading a stage of its own (Ray would otherwise fuse it into the actors, one reader per model).
             .map_batches(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import PurePosixPath
 
 from fsspec.core import has_magic
 from PIL import Image
@@ -35,6 +37,21 @@ def list_images(inputs: Iterable[str], endpoint_url: str | None = None) -> list[
             continue
         found.update(_as_url(fs, p, url) for p in paths if p.lower().endswith(IMAGE_SUFFIXES))
     return sorted(found)
+
+
+def photo_ids(uris: Sequence[str]) -> dict[str, str]:
+    """Each photo's id in a job's output: its file name without the suffix (ABID's bin id), with as many of its
+    folders in front as make it unique among `uris` (day1/00585 and day2/00585, not two rows of 00585)."""
+    parts = {uri: PurePosixPath(uri.split("://", 1)[-1]).with_suffix("").parts for uri in uris}  # each uri once
+    depth = dict.fromkeys(parts, 1)
+    while True:
+        ids = {uri: "/".join(parts[uri][-depth[uri] :]) for uri in parts}
+        taken = Counter(ids.values())
+        clashing = [uri for uri in parts if taken[ids[uri]] > 1 and depth[uri] < len(parts[uri])]
+        if not clashing:
+            return ids
+        for uri in clashing:
+            depth[uri] += 1
 
 
 def _as_url(fs, path: str, given: str) -> str:

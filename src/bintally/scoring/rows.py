@@ -9,7 +9,6 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import PurePosixPath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,10 +26,10 @@ def columns(classes: CountClasses) -> list[str]:
     return ["id", "uri", "count", *at_least, "confidence", *(f"p_{label}" for label in classes.labels), "error"]
 
 
-def prediction_row(uri: str, outcome: CountScore | str) -> dict:
-    """A photo's row with its numbers as numbers: Ray's shards keep the very floats one machine decides on, and
-    only a CSV rounds them (`csv_cells`)."""
-    row = {"id": PurePosixPath(uri).stem, "uri": uri}
+def prediction_row(photo_id: str, uri: str, outcome: CountScore | str) -> dict:
+    """A photo's row (its id from `photos.photo_ids`) with its numbers as numbers: Ray's shards keep the very
+    floats one machine decides on, and only a CSV rounds them (`csv_cells`)."""
+    row = {"id": photo_id, "uri": uri}
     if isinstance(outcome, str):
         return row | {"error": outcome}
     probabilities = {f"p_{c}": p for c, p in outcome.probabilities.items()}
