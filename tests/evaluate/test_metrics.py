@@ -77,8 +77,12 @@ def test_neighbour_auc_by_hand():
     pred = [1, 1, 1, 2, 3]
     assert count_metrics(true, pred, probabilities, [1, 2, 3])["neighbour_auc"]["1-2"] == pytest.approx(3.5 / 4)
     assert "neighbour_auc" not in count_metrics(true, pred, probabilities)
-    with pytest.raises(ValueError, match="ascending classes"):
+    with pytest.raises(ValueError, match="probabilities over the classes"):
         neighbour_auc(true, probabilities, [1, 2])
+    # With an open top class the pair and the count are named as the class is: "3+", not "3".
+    open_top = CountClasses(values=[1, 2, 3], open_top=True)
+    assert list(neighbour_auc(true, probabilities, open_top)) == ["1-2", "2-3+"]
+    assert list(count_metrics(true, pred, probabilities, open_top)["per_count"]) == ["1", "2", "3+"]
 
 
 def test_metrics_from_logits_uses_class_values():

@@ -33,23 +33,23 @@ def accuracy_at_coverage(correct: np.ndarray, confidence: np.ndarray) -> dict[st
     return {str(x): float(ranked[: max(1, int(np.ceil(len(ranked) * x / 100)))].mean()) for x in COVERAGES}
 
 
-def neighbour_auc(true_counts: Counts, probabilities: np.ndarray, classes: Sequence[int]) -> dict[str, float]:
-    """How well the model tells each pair of neighbouring counts apart: {"3-4": AUC, ...}.
+def neighbour_auc(true_counts: Counts, probabilities: np.ndarray, classes: CountClasses | Sequence[int]) -> dict[str, float]:
+    """How well the model tells each pair of neighbouring counts apart: {"3-4": AUC, ..., "9-10+": AUC}.
 
     For counts k and k+1, over the bins recorded as one of them: the chance that a bin of k+1 has a larger
     log p(k+1) - log p(k) than a bin of k (ties count half). Moving the decision threshold between the two moves
     along that log-ratio, so an AUC near 0.5 is a coin toss no threshold can improve on; 1.0 is never wrong.
     `classes` (ascending) name the columns of `probabilities`; pairs missing either count are left out."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] != len(classes) or list(classes) != sorted(classes):
-        raise ValueError(f"need [N, {len(classes)}] probabilities over ascending classes, got {p.shape} over {list(classes)}")
+    p, named = np.asarray(probabilities, dtype=np.float64), CountClasses.of(classes)
+    if p.ndim != 2 or p.shape[1] != len(named.values):
+        raise ValueError(f"need [N, {len(named.values)}] probabilities over the classes {named.labels}, got {p.shape}")
     true, log_p = np.asarray(true_counts, dtype=np.int64), np.log(np.clip(p, 1e-300, None))
     separation = {}
-    for i, (lower, upper) in enumerate(zip(classes, classes[1:])):
+    for i, (lower, upper) in enumerate(zip(named.values, named.values[1:])):
         ratio = log_p[:, i + 1] - log_p[:, i]
         below, above = ratio[true == lower], ratio[true == upper]
         if len(below) and len(above):
-            separation[f"{lower}-{upper}"] = rank_auc(below, above)
+            separation[f"{lower}-{named.label(upper)}"] = rank_auc(below, above)
     return separation
 
 
@@ -90,15 +90,17 @@ def count_metrics(
     true_counts: Counts,
     pred_counts: Counts,
     probabilities: np.ndarray | None = None,
-    classes: Sequence[int] | None = None,
+    classes: CountClasses | Sequence[int] | None = None,
 ) -> dict:
-    """accuracy, per_count, within_one, mae, rmse, macro_f1, confusion ({labels, matrix}: rows true, columns
-    predicted), n, coverage (needs `probabilities` [N, K]: confidence is the top probability) and neighbour_auc
-    (needs `probabilities` and the `classes` of its columns)."""
+    """accuracy, per_count (keyed by the classes' labels: "10+" for an open top class), within_one, mae, rmse,
+    macro_f1, confusion ({labels, matrix}: rows true, columns predicted), n, coverage (needs `probabilities` [N, K]:
+    confidence is the top probability) and neighbour_auc (needs `probabilities` and the `classes` of its columns)."""
+    named = None if classes is None else CountClasses.of(classes)
+    label = str if named is None else named.label
     true, pred = np.asarray(true_counts, dtype=np.int64), np.asarray(pred_counts, dtype=np.int64)
     if len(true) == 0 or len(true) != len(pred):
         raise ValueError(f"need as many predictions as labels, and at least one: {len(true)} labels, {len(pred)} predictions")
-    labels = sorted(set(classes or []) | set(true.tolist()) | set(pred.tolist()))
+    labels = sorted(set(named.values if named else []) | set(true.tolist()) | set(pred.tolist()))
     position = {c: i for i, c in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(confusion, ([position[c] for c in true], [position[c] for c in pred]), 1)
@@ -111,13 +113,13 @@ def count_metrics(
         "mae": float(np.abs(error).mean()),
         "rmse": float(np.sqrt((error**2).mean())),
         "macro_f1": macro_f1(true, pred, labels),
-        "per_count": {str(c): float(correct[true == c].mean()) for c in sorted(set(true.tolist()))},
+        "per_count": {label(c): float(correct[true == c].mean()) for c in sorted(set(true.tolist()))},
         "confusion": {"labels": labels, "matrix": confusion.tolist()},
     }
     if probabilities is not None:
         metrics["coverage"] = accuracy_at_coverage(correct, np.asarray(probabilities).max(axis=1))
-        if classes is not None:
-            metrics["neighbour_auc"] = neighbour_auc(true, probabilities, classes)
+        if named is not None:
+            metrics["neighbour_auc"] = neighbour_auc(true, probabilities, named)
     return metrics
 
 
@@ -126,7 +128,7 @@ def metrics_from_logits(logits: np.ndarray, true_counts: Counts, classes: CountC
     score as the open top class K."""
     classes = CountClasses.of(classes)
     probabilities, truth = softmax(logits), classes.clip(true_counts)
-    metrics = count_metrics(truth, np.asarray(classes.values)[logits.argmax(axis=1)], probabilities, classes.values)
+    metrics = count_metrics(truth, np.asarray(classes.values)[logits.argmax(axis=1)], probabilities, classes)
     return metrics | range_metrics(truth, probabilities, classes)
 
 
