@@ -63,3 +63,5 @@ def test_a_quota_on_one_split_keeps_every_bin_of_the_others(root):
         assert {r.id for r in chosen if split_of(r.id) == split} == {r.id for r in everything if split_of(r.id) == split}
     with pytest.raises(ValueError, match="split_of"):
         select_bins(root, Subset(per_count=5, per_count_split="train"))
+    with pytest.raises(ValueError, match="give per_count too"):
+        Subset(per_count_split="train")

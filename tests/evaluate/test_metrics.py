@@ -83,6 +83,10 @@ def test_neighbour_auc_by_hand():
     open_top = CountClasses(values=[1, 2, 3], open_top=True)
     assert list(neighbour_auc(true, probabilities, open_top)) == ["1-2", "2-3+"]
     assert list(count_metrics(true, pred, probabilities, open_top)["per_count"]) == ["1", "2", "3+"]
+    # Counts above the open class's are that class: a bin of 7 answered "3+" is right, and counted with the 3s.
+    above = count_metrics([1, 1, 2, 2, 7], [1, 1, 1, 2, 3], probabilities, open_top)
+    assert above["per_count"]["3+"] == 1.0 and above["accuracy"] == pytest.approx(0.8)
+    assert neighbour_auc([1, 1, 2, 2, 7], probabilities, open_top) == neighbour_auc(true, probabilities, open_top)
 
 
 def test_metrics_from_logits_uses_class_values():

@@ -66,6 +66,10 @@ def test_test_metrics_are_recorded_in_the_artifact(evaluated, small_manifest, tm
     assert load_artifact(str(run)).spec.metrics == json.loads((report / "metrics.json").read_text())
     invoke("evaluate", str(run), str(small_manifest), "--split", "val", "--out", str(tmp_path / "val"), "--workers", "0")
     assert load_artifact(str(run)).spec.metrics["split"] == "test"
+    # Scoring validation, the trivial answer is not chosen on the rows it is scored on: the training rows' (2, not 1).
+    train_counts = Counter(r.count for r in read_manifest(str(small_manifest)).split("train"))
+    answer = json.loads((tmp_path / "val" / "metrics.json").read_text())["baseline"]["answer"]
+    assert train_counts[answer] == max(train_counts.values())
 
 
 def test_another_manifests_test_split_leaves_the_artifact_alone(evaluated, abid_root, tmp_path):

@@ -156,3 +156,6 @@ def test_fitting_weights_count_as_that_many_copies_of_a_bin():
     assert weighted.policy.accept_at == pytest.approx(copied.policy.accept_at, abs=1e-3)
     assert weighted.policy.flag_at == pytest.approx(copied.policy.flag_at, abs=1e-3)
     assert np.abs(shares(unweighted) - shares(weighted)).max() > 0.05
+    for wrong in (np.zeros(len(truth)), -weights, weights[:-1]):
+        with pytest.raises(ValueError, match="fit_weights"):
+            adapt_to_batch(batch_p, fit_p, truth, classes, weighted_policy, fit_weights=wrong)

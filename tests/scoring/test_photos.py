@@ -24,3 +24,14 @@ def test_an_id_is_the_bin_id_with_as_many_folders_as_make_it_unique():
         "/data/day1/00999.jpg": "00999",
         "s3://bucket/b/07000.png": "07000",
     }
+
+
+def test_photos_no_folder_tells_apart_are_named_by_their_uri():
+    """a.jpg beside a.png, the same path with and without file://, and two URLs differing only in their query: no
+    folder separates them. Must hold: each such photo's id is its uri, every id is distinct, and an absolute path's
+    root is no folder of an id (no id starts with "/")."""
+    uris = ["/d/a.jpg", "/d/a.png", "file:///d/b.jpg", "/d/b.jpg", "s3://k/c.jpg?v=1", "s3://k/c.jpg?v=2", "/d/e.jpg", "/x/d/e.jpg"]
+    ids = photo_ids(uris)
+    assert len(set(ids.values())) == len(uris)
+    assert all(ids[u] == u for u in uris[:6])
+    assert ids["/d/e.jpg"] == "d/e" and ids["/x/d/e.jpg"] == "x/d/e"

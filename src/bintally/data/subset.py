@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from bintally.data.abid import IMAGES_DIR, METADATA_DIR, AbidRoot, BadRecord, BinRecord, parse_metadata, read_file_list, read_ids_file
 
@@ -27,6 +27,12 @@ class Subset(BaseModel):
     # balanced training sample is validated and tested on the bins as they come (the quickstart).
     per_count_split: Literal["train", "val", "test"] | None = None
     limit: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _quota_to_split(self) -> Subset:
+        if self.per_count_split is not None and self.per_count is None:
+            raise ValueError("per_count_split holds one split to the per_count quota: give per_count too")
+        return self
 
 
 def parse_counts(text: str | None) -> tuple[int, int] | None:

@@ -43,7 +43,7 @@ def neighbour_auc(true_counts: Counts, probabilities: np.ndarray, classes: Count
     p, named = np.asarray(probabilities, dtype=np.float64), CountClasses.of(classes)
     if p.ndim != 2 or p.shape[1] != len(named.values):
         raise ValueError(f"need [N, {len(named.values)}] probabilities over the classes {named.labels}, got {p.shape}")
-    true, log_p = np.asarray(true_counts, dtype=np.int64), np.log(np.clip(p, 1e-300, None))
+    true, log_p = named.clip(true_counts), np.log(np.clip(p, 1e-300, None))
     separation = {}
     for i, (lower, upper) in enumerate(zip(named.values, named.values[1:])):
         ratio = log_p[:, i + 1] - log_p[:, i]
@@ -98,6 +98,8 @@ def count_metrics(
     named = None if classes is None else CountClasses.of(classes)
     label = str if named is None else named.label
     true, pred = np.asarray(true_counts, dtype=np.int64), np.asarray(pred_counts, dtype=np.int64)
+    if named is not None:  # counts of K or more are the open class K+, as one (not "10+" for each of 10, 11, 14)
+        true, pred = named.clip(true), named.clip(pred)
     if len(true) == 0 or len(true) != len(pred):
         raise ValueError(f"need as many predictions as labels, and at least one: {len(true)} labels, {len(pred)} predictions")
     labels = sorted(set(named.values if named else []) | set(true.tolist()) | set(pred.tolist()))

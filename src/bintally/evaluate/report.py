@@ -53,14 +53,14 @@ def calibration_metrics(logits: np.ndarray, counts: np.ndarray, classes: CountCl
     }
 
 
-def trivial_baseline(artifact: ModelArtifact, manifest: Manifest, counts: np.ndarray) -> dict | None:
+def trivial_baseline(artifact: ModelArtifact, manifest: Manifest, counts: np.ndarray, split: str) -> dict | None:
     """Always answering the validation rows' most common count (the artifact's validation split of this manifest;
-    its training splits where it had none), scored on the evaluated bins; None when the manifest has no such rows.
-    Validation, not training: a balanced training sample (the quickstart's) has no most common count to speak of,
-    while validation is drawn as the bins are."""
+    its training splits where it had none, or where `split`, the one scored, is validation), scored on the evaluated
+    bins; None when the manifest has no such rows. Validation, not training: a balanced training sample (the
+    quickstart's) has no most common count to speak of, while validation is drawn as the bins are."""
     classes = artifact.spec.count_classes
     config, val = artifact.spec.train_config, artifact.spec.train_config.get("val_split", "val")
-    for splits in ([val] if val else [], config.get("train_splits", ["train"])):
+    for splits in ([val] if val and val != split else [], config.get("train_splits", ["train"])):
         reference = [r.count for split in splits for r in manifest.split(split) if classes.contains(r.count)]
         if reference:
             return constant_answer(reference, counts, classes)
@@ -83,7 +83,7 @@ def predict_split(artifact: ModelArtifact, manifest_url: str, split: str, device
         **metrics,
         "classes": classes.labels,
         "calibration": calibration_metrics(logits, counts, classes, artifact.spec.temperature),
-        "baseline": trivial_baseline(artifact, manifest, counts),
+        "baseline": trivial_baseline(artifact, manifest, counts, split),
         "split": split,
         "manifest": manifest_url,
         "manifest_digest": manifest.digest(),

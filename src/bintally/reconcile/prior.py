@@ -163,6 +163,8 @@ def adapt_to_batch(
     Raises TooFewPhotos for a small batch; `policy` must carry its fit report."""
     if policy.fitted is None:
         raise ValueError("the policy has no fit report (explicit thresholds): nothing to fit again for the batch")
+    if fit_weights is not None and (fit_weights.shape != fit_counts.shape or (fit_weights < 0).any() or fit_weights.sum() <= 0):
+        raise ValueError(f"fit_weights must be {len(fit_counts)} non-negative weights, not all 0")
     fitted, ranges = counted_shares(fit_counts, classes, fit_weights), range_matrix(classes)
     offsets = bias_offsets(fit_probabilities, fitted, fit_weights)  # for the estimate only: the posteriors decided on stay as served
     # EM over the count ranges, each range's inner shares kept as fitted: over every class, with a model this

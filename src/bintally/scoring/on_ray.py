@@ -283,4 +283,4 @@ def score_on_ray(
             done += len(new)
             on_progress(done, len(todo))
         writer.close()
-    return RayScores(rows={u: rows[u] for u in uris}, skipped=len(uris) - len(todo))
+    return RayScores(rows={u: rows[u] | {"id": ids[u]} for u in uris}, skipped=len(uris) - len(todo))  # shards of another job's ids

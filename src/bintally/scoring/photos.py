@@ -41,17 +41,23 @@ def list_images(inputs: Iterable[str], endpoint_url: str | None = None) -> list[
 
 def photo_ids(uris: Sequence[str]) -> dict[str, str]:
     """Each photo's id in a job's output: its file name without the suffix (ABID's bin id), with as many of its
-    folders in front as make it unique among `uris` (day1/00585 and day2/00585, not two rows of 00585)."""
-    parts = {uri: PurePosixPath(uri.split("://", 1)[-1]).with_suffix("").parts for uri in uris}  # each uri once
+    folders in front as make it unique among `uris` (day1/00585 and day2/00585, not two rows of 00585); where no
+    folder tells two apart (a.jpg and a.png, or URLs differing in their query), the uri itself."""
+    parts = {uri: _folders_and_name(uri) for uri in uris}  # each uri once
     depth = dict.fromkeys(parts, 1)
     while True:
         ids = {uri: "/".join(parts[uri][-depth[uri] :]) for uri in parts}
         taken = Counter(ids.values())
         clashing = [uri for uri in parts if taken[ids[uri]] > 1 and depth[uri] < len(parts[uri])]
         if not clashing:
-            return ids
+            return {uri: uri if taken[i] > 1 else i for uri, i in ids.items()}
         for uri in clashing:
             depth[uri] += 1
+
+
+def _folders_and_name(uri: str) -> tuple[str, ...]:
+    path = PurePosixPath(uri.split("://", 1)[-1]).with_suffix("")
+    return tuple(part for part in path.parts if part != "/")
 
 
 def _as_url(fs, path: str, given: str) -> str:
