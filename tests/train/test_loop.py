@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -239,14 +240,26 @@ def test_the_weights_ema_is_the_default_and_zero_turns_it_off():
     assert TrainConfig(ema_decay=0).ema_decay is None and TrainConfig(ema_decay=None).ema_decay is None
 
 
-def test_training_streams_from_shards(small_manifest, small_shards, tiny, tmp_path):
+def test_training_streams_from_shards(small_manifest, small_shards, tiny, tmp_path, monkeypatch):
     """Training from shards takes the same rows and counts as from files: full batches of the training split, the same
-    classes, a loadable artifact that records where its photos came from."""
-    cfg = tiny(epochs=1, strategy="head", workers=2, shuffle_buffer=8)
+    classes, a loadable artifact that records where its photos came from. Validation streams too (the loop reads no
+    file: its file dataset raises), and scores the validation split as its files do (the saved weights' accuracy
+    on the files, from `evaluate`)."""
+    import bintally.train.loop as loop
+    from bintally.data.manifest import read_manifest
+    from bintally.evaluate.calibrate import split_logits
+
+    def no_files(*args, **kwargs):
+        raise AssertionError("the training loop read a photo file while training from shards")
+
+    monkeypatch.setattr(loop, "BinDataset", no_files)
+    cfg = tiny(epochs=1, strategy="head", workers=2, shuffle_buffer=8, ema_decay=None)
     result = train(str(small_manifest), str(tmp_path / "run"), cfg, shards=small_shards)
     artifact = load_artifact(str(tmp_path / "run"))
     assert artifact.spec.classes == [1, 2, 3, 4, 5] and artifact.spec.train_config["shards"] == small_shards
-    assert result.history[0]["val"]["accuracy"] >= 0
+    logits, counts = split_logits(artifact, read_manifest(str(small_manifest)), "val", "cpu", workers=0)
+    from_files = float((np.asarray(artifact.spec.classes)[logits.argmax(axis=1)] == counts).mean())
+    assert result.history[0]["val"]["accuracy"] == pytest.approx(from_files)
 
 
 def test_shards_of_another_manifest_are_refused(small_manifest, small_shards, tiny, tmp_path):

@@ -88,20 +88,22 @@ def stream_batches(shards: Sequence[ShardEntry], keep: Collection[str], workers:
 
 class ShardStream(IterableDataset):
     """(image tensor, recorded count) per photo of `keep` in `shards` (and `extras[id]` third where given), read the
-    way `BinDataset` reads files: each loader worker reads its own shards, in an order and through a shuffle buffer
-    seeded by `seed` and the worker, so a resumed epoch draws the same photos in the same order."""
+    way `BinDataset` reads files (`transform` None: the plain resize): each loader worker reads its own shards, in
+    an order and through a shuffle buffer seeded by `seed` and the worker, so a resumed epoch draws the same photos
+    in the same order."""
 
     def __init__(
         self,
         source: ShardSource,
         keep: Collection[str],
         pp: Preprocess,
-        transform: Callable[[Image.Image], Image.Image],
+        transform: Callable[[Image.Image], Image.Image] | None,
         buffer: int,
         seed: str,
         extras: Mapping[str, float] | None = None,
     ):
-        self.source, self.keep, self.pp, self.transform = source, keep, pp, transform
+        self.source, self.keep, self.pp = source, keep, pp
+        self.transform = transform or partial(resize, pp=pp)  # as `BinDataset`: the plain resize evaluation uses
         self.buffer, self.seed, self.extras = buffer, seed, extras
 
     def __iter__(self) -> Iterator[tuple]:

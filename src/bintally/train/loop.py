@@ -107,6 +107,7 @@ class TrainData:
     val_rows: list[ManifestRow]
     classes: CountClasses
     shards: ShardSource | None = None  # where the training photos stream from; None: the manifest's files
+    val_shards: ShardSource | None = None  # and the validation photos
 
 
 def shard_source(root: str, manifest: Manifest, splits: list[Split]) -> ShardSource:
@@ -357,11 +358,20 @@ class Trainer:
         """Recorded counts -> class indices (every training and validation row has a count among the classes)."""
         return torch.from_numpy(self.data.classes.index(counts.cpu().numpy())).to(self.ctx.device)
 
+    def val_loader(self) -> DataLoader:
+        """This rank's share of the validation photos, each once: every world-size-th row of the files, or every
+        world-size-th shard (read in order: no shuffle buffer)."""
+        ctx, source = self.ctx, self.data.val_shards
+        if source is None:
+            return self._loader(self.data.val_rows[ctx.rank :: ctx.world_size], None, 0, shuffle=False)
+        mine = replace(source, shards=source.shards[ctx.rank :: ctx.world_size])
+        stream = ShardStream(mine, {r.id for r in self.data.val_rows}, self.pp, None, buffer=1, seed="validation")
+        return DataLoader(stream, batch_size=self.cfg.batch_size, num_workers=self.cfg.workers)
+
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
         """Scalar metrics and loss over the whole validation split: each rank predicts its share, every rank gets all.
         In float32 under any --precision: what is validated is what is served."""
-        shard = self.data.val_rows[self.ctx.rank :: self.ctx.world_size]
-        logits, counts = predict_logits(model, self._loader(shard, None, 0, shuffle=False), self.ctx.device)
+        logits, counts = predict_logits(model, self.val_loader(), self.ctx.device)
         parts = [p for p in distributed.gather(self.ctx, (logits, counts)) if len(p[1])]
         logits, counts = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         metrics = scalars(metrics_from_logits(logits, counts, self.data.classes))
@@ -436,17 +446,19 @@ def train(
     shards: str | None = None,
 ) -> TrainResult:
     """Train on a manifest; `out_dir` becomes a model artifact holding the best-validation weights. With `shards`
-    (written by `data shards` from this manifest), the training photos stream from there; validation reads files.
+        (written by `data shards` from this manifest), the training and validation photos stream from there (the
+    final calibration reads the validation files).
 
-    `on_epoch(epoch, val_metrics)` runs on every rank after each epoch, with the
-    validation scalars (accuracy, within_one, mae, rmse, macro_f1, loss; empty
-    without a validation split); what it raises (e.g. optuna.TrialPruned)
-    propagates. `on_step` reports progress within epochs, on rank 0 only.
+        `on_epoch(epoch, val_metrics)` runs on every rank after each epoch, with the
+        validation scalars (accuracy, within_one, mae, rmse, macro_f1, loss; empty
+        without a validation split); what it raises (e.g. optuna.TrialPruned)
+        propagates. `on_step` reports progress within epochs, on rank 0 only.
     """
     manifest = read_manifest(manifest_url)
     data = select_data(manifest, cfg)
     if shards:
-        data = replace(data, shards=shard_source(shards, manifest, cfg.train_splits))
+        val_shards = shard_source(shards, manifest, [cfg.val_split]) if cfg.val_split else None
+        data = replace(data, shards=shard_source(shards, manifest, cfg.train_splits), val_shards=val_shards)
     pp = preprocess_for(cfg)
     checkpoint = read_checkpoint(out_dir, cfg, resume)
     with distributed.context(cfg.device) as ctx:
