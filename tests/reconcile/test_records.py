@@ -151,3 +151,31 @@ def test_a_batch_gets_the_policy_fitted_again_for_its_count_distribution_only_wh
     assert refit.fitted is not None and "re-weighted" in refit.fitted["split"] and adjusted != scores
     few = dict(list(scores.items())[:49])
     assert for_batch(few, artifact, policy, adjust=True)[1] == policy
+
+
+@pytest.mark.parametrize(
+    "adjust, asked, scored", [(False, "auto", "auto"), (True, "auto", "fp32"), (True, "int8", "int8"), (True, "fp32", "fp32")]
+)
+def test_a_policy_fitted_for_the_batch_is_decided_on_fp32_unless_int8_is_asked_for(
+    small_artifact, tmp_path, monkeypatch, adjust, asked, scored
+):
+    """The export's int8 check judged the artifact's own policy; a policy fitted again for the batch was never
+    checked on int8's probabilities. Must hold: with --adjust-to-batch, `--precision auto` scores in fp32 (where
+    auto might pick int8); without it, and with a precision asked for, the precision is passed on as given."""
+    import bintally.reconcile.records as records
+    from bintally.reconcile.records import ReconcileConfig, reconcile_records
+
+    seen = []
+
+    def loaded(model, backend, precision):
+        seen.append(precision)
+        raise RuntimeError("stop before scoring")
+
+    monkeypatch.setattr(records, "load_model", loaded)
+    (tmp_path / "records.csv").write_text("uri,expected_quantity\n/nowhere/1.jpg,3\n")
+    cfg = ReconcileConfig(
+        model=small_artifact, records=str(tmp_path / "records.csv"), out=str(tmp_path / "d.csv"), precision=asked, adjust_to_batch=adjust
+    )
+    with pytest.raises(RuntimeError, match="stop before scoring"):
+        reconcile_records(cfg)
+    assert seen == [scored]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from typing import cast
@@ -39,6 +40,8 @@ from bintally.scoring.model import load_model
 from bintally.scoring.on_ray import RayConfig, remove_shards, score_on_ray
 from bintally.scoring.one_machine import score_images
 from bintally.scoring.rows import csv_text, locked, outcome_of
+
+log = logging.getLogger(__name__)
 
 OUT_COLUMNS = [
     "id",
@@ -108,7 +111,8 @@ class ReconcileConfig(BaseModel):
     ray: RayConfig | None = None  # None: this process alone
     # Fit the policy again for this batch's own count distribution (estimated from its photos), where the artifact
     # keeps the bins it was fitted on (reconcile/prior.py); with explicit thresholds nothing is fitted. Off by
-    # default: on the test split it kept no promise the policy as fitted did not (docs/decisions.md).
+    # default: on a batch distributed like validation it only accepted fewer records; it is for a policy fitted on
+    # other counts than the batch's (docs/decisions.md).
     adjust_to_batch: bool = False
 
 
@@ -189,6 +193,12 @@ class ReconcileReport(BaseModel):
 
 def _scores(cfg: ReconcileConfig, uris: list[str], classes: CountClasses) -> dict[str, CountScore | str]:
     """Each photo's score or error: in this process, or on Ray (resuming from `<out>.shards`, removed once `out` is written)."""
+    if cfg.adjust_to_batch and cfg.precision != "fp32":
+        # The policy fitted again for the batch was never checked on int8's probabilities (the export's check
+        # judged the artifact's own policy): auto scores in fp32; int8, asked for, is scored as asked.
+        if cfg.precision == "int8":
+            log.warning("--adjust-to-batch with --precision int8: the policy fitted for the batch was not checked on int8")
+        cfg = cfg.model_copy(update={"precision": "fp32" if cfg.precision == "auto" else cfg.precision})
     if cfg.ray is None:
         predictor = load_model(cfg.model, cfg.backend, cfg.precision)
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
