@@ -446,13 +446,13 @@ def train(
     shards: str | None = None,
 ) -> TrainResult:
     """Train on a manifest; `out_dir` becomes a model artifact holding the best-validation weights. With `shards`
-        (written by `data shards` from this manifest), the training and validation photos stream from there (the
-    final calibration reads the validation files).
+    (written by `data shards` from this manifest), the training and validation photos stream from there (the final
+    calibration reads the validation files).
 
-        `on_epoch(epoch, val_metrics)` runs on every rank after each epoch, with the
-        validation scalars (accuracy, within_one, mae, rmse, macro_f1, loss; empty
-        without a validation split); what it raises (e.g. optuna.TrialPruned)
-        propagates. `on_step` reports progress within epochs, on rank 0 only.
+    `on_epoch(epoch, val_metrics)` runs on every rank after each epoch, with the
+    validation scalars (accuracy, within_one, mae, rmse, macro_f1, loss; empty
+    without a validation split); what it raises (e.g. optuna.TrialPruned)
+    propagates. `on_step` reports progress within epochs, on rank 0 only.
     """
     manifest = read_manifest(manifest_url)
     data = select_data(manifest, cfg)
