@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from bintally.counts import CountClasses
-from bintally.reconcile.policy import DecisionPolicy, RecordErrors, decide_many, reconcile, statistics
+from bintally.reconcile.policy import GROSS_SHARE, DecisionPolicy, RecordErrors, decide_many, reconcile, statistics
 
 PROBS = {"1": 0.02, "2": 0.08, "3": 0.70, "4": 0.15, "5": 0.05}
 POLICY = DecisionPolicy(accept_at=0.6, flag_at=0.05)
@@ -31,21 +31,34 @@ def test_flagging_on_the_far_probability():
     assert decided[1].far_probability == pytest.approx(0.90)
 
 
+def gross_model(k: int) -> tuple[float, float]:
+    """(s, g): the error model's chances are scaled by s = 1 - 0.2 * 0.05 and every record class gets g = 0.2 * 0.05 / k
+    more (`policy.GROSS_SHARE` of the 20% wrong records off by anything, over k classes)."""
+    return 1 - 0.2 * GROSS_SHARE, 0.2 * GROSS_SHARE / k
+
+
 def test_the_posterior_that_the_record_is_right_by_hand():
     """Record 3, default error model (20% wrong; 1/2/3 off at 60/30/10%): every other count t makes a record of 3
-    with P(3 | t) = 0.06, a true 3 with 0.8. So P(record right) = 0.70 * 0.8 / (0.70 * 0.8 + 0.30 * 0.06) = 0.9689."""
+    with P(3 | t) = 0.06, a true 3 with 0.8, each scaled by s and g added (`gross_model`). So P(record right) =
+    0.70 (0.8 s + g) / (0.70 (0.8 s + g) + 0.30 (0.06 s + g)) = 0.9679 (0.9689 without gross errors)."""
+    s, g = gross_model(5)
     result = reconcile(PROBS, 3, DecisionPolicy(accept_statistic="record_correct", accept_at=0.95, flag_at=0.05))
-    assert result.record_correct_probability == pytest.approx(0.56 / 0.578) and result.decision == "accept"
+    right = 0.70 * (0.8 * s + g)
+    assert result.record_correct_probability == pytest.approx(right / (right + 0.30 * (0.06 * s + g))) and result.decision == "accept"
 
 
 def test_doubt_beside_the_record_counts_against_it_more_than_doubt_far_away():
     """Counts 1-7, record 4, P(count = 4) = 0.4 in both photos; the rest on 3 and 5, or on 1 and 7. A neighbour
-    makes a record of 4 with P 0.06, a count three away with 0.02: P(record right) 0.32 / 0.356 vs 0.32 / 0.332."""
+    makes a record of 4 with P 0.06, a count three away with 0.02 (scaled by s, g added: `gross_model`): P(record
+    right) 0.4 (0.8 s + g) / (that + 0.6 (0.06 s + g)) against the same with 0.02: 0.897 against 0.961."""
+    s, g = gross_model(7)
     near, far = np.array([[0, 0, 0.3, 0.4, 0.3, 0, 0]]), np.array([[0.3, 0, 0, 0.4, 0, 0, 0.3]])
     stats = [statistics(p, np.array([3]), list(range(1, 8)), RecordErrors()) for p in (near, far)]
+    right, beside, away = 0.4 * (0.8 * s + g), 0.6 * (0.06 * s + g), 0.6 * (0.02 * s + g)
     assert stats[0]["match"] == stats[1]["match"] == pytest.approx([0.4])
-    assert stats[0]["record_correct"] == pytest.approx([0.32 / 0.356]) and stats[1]["record_correct"] == pytest.approx([0.32 / 0.332])
-    assert stats[0]["record_far"] == pytest.approx([0.0]) and stats[1]["record_far"] == pytest.approx([0.012 / 0.332])
+    assert stats[0]["record_correct"] == pytest.approx([right / (right + beside)])
+    assert stats[1]["record_correct"] == pytest.approx([right / (right + away)])
+    assert stats[0]["record_far"] == pytest.approx([0.0]) and stats[1]["record_far"] == pytest.approx([away / (right + away)])
 
 
 def test_a_policy_that_never_accepts_or_never_flags_sends_everything_else_to_review():
@@ -93,6 +106,22 @@ def test_a_record_of_k_or_more_is_never_accepted_and_is_flagged_when_the_photo_c
     assert many.decision == "review" and many.count == 10 and many.at_least
     assert reconcile(_probabilities({"10+": 0.95}), 10, eager).decision == "review"
     assert reconcile(_probabilities({"9": 0.95}), 9, eager).decision == "accept"  # below K: judged as ever
+
+
+@pytest.mark.parametrize("statistic, flag_at", [("record_correct", 0.68), ("record_far", 0.2)])
+def test_a_record_farther_off_than_any_error_size_is_flagged_on_the_posterior_statistics(statistic, flag_at):
+    """The quickstart model's answer for a photo of 2 items (read from its server: P(2) 41%, P(7 or more) 0.3%) and
+    records of 9, 12 and 25, under the posterior statistics its fitted policies flag on (thresholds as fitted, to two
+    places). Under the error model alone (off by 1-3) these records can come only from 6 or more, so Bayes' rule
+    judged them against those unlikely counts: "right" at 76-83%, sent to review. Must hold: each is a mismatch,
+    its P(record right | photo) under 50%; a record of 2 still reads as right."""
+    photo = {"0": 0.0644, "1": 0.2479, "2": 0.4108, "3": 0.2099, "4": 0.0398, "5": 0.0166, "6": 0.0070}
+    photo |= {"7": 0.0014, "8": 0.00078, "9": 0.00078, "10+": 0.00068}
+    policy = DecisionPolicy(accept_statistic="match", accept_at=0.9, flag_statistic=statistic, flag_at=flag_at)
+    for recorded in (9, 12, 25):
+        judged = reconcile(photo, recorded, policy)
+        assert judged.decision == "mismatch" and judged.record_correct_probability < 0.5, (recorded, judged)
+    assert reconcile(photo, 2, policy).record_correct_probability > 0.9
 
 
 def test_the_error_model_keeps_wrong_records_at_zero_or_more_and_folds_the_top_into_the_open_class():
