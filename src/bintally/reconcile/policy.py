@@ -117,7 +117,7 @@ def statistics(
     joint = probabilities * ((1 - errors.rate * GROSS_SHARE) * errors.matrix(classes)[:, recorded].T + gross)  # P(t) * P(r | t)
     evidence = joint.sum(axis=1)
     far = (probabilities * far_mask).sum(axis=1)
-    # Evidence 0: the record is impossible under the error model for every count the photo allows: it is wrong.
+    # Evidence 0 (only for a photo with no probability anywhere, as gross errors reach every record): judged wrong.
     possible = evidence > 0
     safe = np.where(possible, evidence, 1.0)
     return {
