@@ -9,9 +9,8 @@ import torch
 
 from bintally.data.manifest import read_manifest
 from bintally.data.shards import read_index
-from bintally.model.dataset import BinDataset, ShardSource, ShardStream, shuffled, stream_batches, worker_shards
+from bintally.model.dataset import BinDataset, ShardSource, ShardStream, shard_source, shuffled, stream_batches, worker_shards
 from bintally.model.preprocess import Preprocess, resize
-from bintally.train.loop import shard_source
 
 PP = Preprocess(size=64)
 

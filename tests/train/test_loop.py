@@ -242,24 +242,29 @@ def test_the_weights_ema_is_the_default_and_zero_turns_it_off():
 
 def test_training_streams_from_shards(small_manifest, small_shards, tiny, tmp_path, monkeypatch):
     """Training from shards takes the same rows and counts as from files: full batches of the training split, the same
-    classes, a loadable artifact that records where its photos came from. Validation streams too (the loop reads no
-    file: its file dataset raises), and scores the validation split as its files do (the saved weights' accuracy
-    on the files, from `evaluate`)."""
+    classes, a loadable artifact that records where its photos came from. Validation and the final calibration
+    stream too (no photo file is read: the file dataset raises), and score the validation split as its files do:
+    the saved weights' accuracy on the files (from `evaluate`), and the temperature fitted on them."""
+    import bintally.evaluate.calibrate as calibration
     import bintally.train.loop as loop
     from bintally.data.manifest import read_manifest
-    from bintally.evaluate.calibrate import split_logits
+    from bintally.evaluate.calibrate import CalibrateConfig, calibrate, split_logits
 
     def no_files(*args, **kwargs):
-        raise AssertionError("the training loop read a photo file while training from shards")
+        raise AssertionError("a photo file was read while training from shards")
 
     monkeypatch.setattr(loop, "BinDataset", no_files)
+    monkeypatch.setattr(calibration, "BinDataset", no_files)
     cfg = tiny(epochs=1, strategy="head", workers=2, shuffle_buffer=8, ema_decay=None)
     result = train(str(small_manifest), str(tmp_path / "run"), cfg, shards=small_shards)
+    monkeypatch.undo()
     artifact = load_artifact(str(tmp_path / "run"))
     assert artifact.spec.classes == [1, 2, 3, 4, 5] and artifact.spec.train_config["shards"] == small_shards
     logits, counts = split_logits(artifact, read_manifest(str(small_manifest)), "val", "cpu", workers=0)
     from_files = float((np.asarray(artifact.spec.classes)[logits.argmax(axis=1)] == counts).mean())
     assert result.history[0]["val"]["accuracy"] == pytest.approx(from_files)
+    on_files = calibrate(CalibrateConfig(model=str(tmp_path / "run"), manifest=str(small_manifest), device="cpu", workers=0))
+    assert on_files.report.temperature == pytest.approx(artifact.spec.temperature, rel=1e-4)
 
 
 def test_shards_of_another_manifest_are_refused(small_manifest, small_shards, tiny, tmp_path):

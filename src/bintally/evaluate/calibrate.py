@@ -21,7 +21,7 @@ from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.metrics import expected_calibration_error
 from bintally.model.artifact import ModelArtifact, load_artifact, write_fit_data, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
-from bintally.model.dataset import BinDataset
+from bintally.model.dataset import BinDataset, ShardStream, shard_source
 from bintally.model.export import CHECK_IMAGES, export_onnx
 from bintally.model.inference import pick_device, predict_logits
 from bintally.model.quantize import export_int8, same_check
@@ -40,6 +40,7 @@ class CalibrateConfig(BaseModel):
     device: str = "auto"
     batch_size: int = Field(64, ge=1)
     workers: int = Field(2, ge=0)
+    shards: str | None = None  # `data shards` of this manifest: the split's photos stream from there, not from files
 
     @field_validator("split")
     @classmethod
@@ -67,14 +68,23 @@ class Calibration(BaseModel):
 
 
 def split_logits(
-    artifact: ModelArtifact, manifest: Manifest, split: str, device: str = "auto", batch_size: int = 64, workers: int = 2
+    artifact: ModelArtifact,
+    manifest: Manifest,
+    split: str,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 2,
+    shards: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The network's raw logits [N, K] (before the temperature) and recorded counts [N] over one split."""
+    """The network's raw logits [N, K] (before the temperature) and recorded counts [N] over one split, its photos
+    read as files or, with `shards` (`data shards` of this manifest), streamed from its shards in order."""
     rows = manifest.split(split)
     if not rows:
         raise ValueError(f"the manifest has no rows in split {split!r}")
-    target = pick_device(device)
-    loader = DataLoader(BinDataset(rows, artifact.spec.preprocess), batch_size=batch_size, num_workers=workers)
+    target, pp = pick_device(device), artifact.spec.preprocess
+    source = None if shards is None else shard_source(shards, manifest, [split])
+    photos = BinDataset(rows, pp) if source is None else ShardStream(source, {r.id for r in rows}, pp, None, buffer=1, seed=split)
+    loader = DataLoader(photos, batch_size=batch_size, num_workers=workers)
     return predict_logits(artifact.torch_model(str(target)), loader, target)
 
 
@@ -89,7 +99,7 @@ def calibrate(cfg: CalibrateConfig) -> Calibration:
     if cfg.flips is not None:  # the temperature and policy below are fitted with the flips in place
         artifact.spec = artifact.spec.model_copy(update={"flips": cfg.flips})
     manifest = read_manifest(cfg.manifest)
-    logits, counts = split_logits(artifact, manifest, cfg.split, cfg.device, cfg.batch_size, cfg.workers)
+    logits, counts = split_logits(artifact, manifest, cfg.split, cfg.device, cfg.batch_size, cfg.workers, cfg.shards)
     known, targets = class_targets(counts, artifact.spec.count_classes)
     if not known.any():
         raise ValueError(f"no {cfg.split!r} row has a count among the model's classes {artifact.spec.count_classes.labels}")

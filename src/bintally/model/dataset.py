@@ -16,8 +16,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from bintally import storage
 from bintally.counts import CountClasses
 from bintally.data.images import decode_image
-from bintally.data.manifest import ManifestRow
-from bintally.data.shards import ShardEntry, read_shard
+from bintally.data.manifest import Manifest, ManifestRow
+from bintally.data.shards import ShardEntry, read_index, read_shard
 from bintally.model.preprocess import Preprocess, normalise, resize
 
 
@@ -57,6 +57,15 @@ def model_input(photo: bytes, transform: Callable[[Image.Image], Image.Image], p
 class ShardSource:
     root: str  # the folder or prefix the shards and their indexes are in
     shards: tuple[ShardEntry, ...]
+
+
+def shard_source(root: str, manifest: Manifest, splits: Sequence[str]) -> ShardSource:
+    """The splits' shards, refused unless written from this manifest (the source of truth for splits and labels)."""
+    indexes = [read_index(root, split) for split in splits]
+    stale = [i.split for i in indexes if i.manifest_digest != manifest.digest()]
+    if stale:
+        raise ValueError(f"the {', '.join(stale)} shards in {root} were written from another manifest: rerun `bintally data shards`")
+    return ShardSource(root, tuple(e for i in indexes for e in i.shards))
 
 
 T = TypeVar("T")

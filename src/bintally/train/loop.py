@@ -39,14 +39,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from bintally import storage
 from bintally.counts import CountClasses
 from bintally.data.images import Enhance
-from bintally.data.manifest import Manifest, ManifestRow, Split, read_manifest
-from bintally.data.shards import read_index
+from bintally.data.manifest import Manifest, ManifestRow, read_manifest
 from bintally.errors import BintallyError
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, save_artifact
 from bintally.model.backbones import normalisation
-from bintally.model.dataset import BinDataset, ShardSource, ShardStream, sample_rows, stream_batches, with_counts
+from bintally.model.dataset import BinDataset, ShardSource, ShardStream, sample_rows, shard_source, stream_batches, with_counts
 from bintally.model.heads import CountModel, create_model
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
@@ -108,15 +107,6 @@ class TrainData:
     classes: CountClasses
     shards: ShardSource | None = None  # where the training photos stream from; None: the manifest's files
     val_shards: ShardSource | None = None  # and the validation photos
-
-
-def shard_source(root: str, manifest: Manifest, splits: list[Split]) -> ShardSource:
-    """The training splits' shards, refused unless written from this manifest (the source of truth for splits and labels)."""
-    indexes = [read_index(root, split) for split in splits]
-    stale = [i.split for i in indexes if i.manifest_digest != manifest.digest()]
-    if stale:
-        raise ValueError(f"the {', '.join(stale)} shards in {root} were written from another manifest: rerun `bintally data shards`")
-    return ShardSource(root, tuple(e for i in indexes for e in i.shards))
 
 
 class Batches:
@@ -446,8 +436,8 @@ def train(
     shards: str | None = None,
 ) -> TrainResult:
     """Train on a manifest; `out_dir` becomes a model artifact holding the best-validation weights. With `shards`
-    (written by `data shards` from this manifest), the training and validation photos stream from there (the final
-    calibration reads the validation files).
+    (written by `data shards` from this manifest), the training and validation photos stream from there, also for
+    the final calibration.
 
     `on_epoch(epoch, val_metrics)` runs on every rank after each epoch, with the
     validation scalars (accuracy, within_one, mae, rmse, macro_f1, loss; empty
@@ -482,7 +472,11 @@ def train(
         run_epochs(trainer, state, spec, out_dir, on_epoch, on_step if ctx.is_main else None)
         if ctx.is_main and cfg.val_split:
             # The best epoch's probabilities and decision policy, fitted on the same validation split.
-            calibrate(CalibrateConfig(model=out_dir, manifest=manifest_url, split=cfg.val_split, device=cfg.device, workers=cfg.workers))
+            calibrate(
+                CalibrateConfig(
+                    model=out_dir, manifest=manifest_url, split=cfg.val_split, device=cfg.device, workers=cfg.workers, shards=shards
+                )
+            )
         distributed.barrier(ctx)  # rank 0's files are complete before any rank returns
     return TrainResult(
         out_dir=out_dir,
