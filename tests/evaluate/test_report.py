@@ -107,6 +107,25 @@ def test_training_fitted_the_temperature_and_policy_and_calibrate_refits_them(ev
     assert refused.exit_code == 2 and "holds the test rows" in " ".join(refused.output.replace("│", " ").split())
 
 
+def test_calibrate_reads_the_split_from_shards(evaluated, small_manifest, small_shards, monkeypatch):
+    """`bintally calibrate --shards`: the validation photos streamed from the manifest's shards (no photo file read:
+    the file dataset raises), the same fit as from the files."""
+    import bintally.evaluate.calibrate as calibration
+
+    run, _ = evaluated
+    invoke("calibrate", str(run), str(small_manifest))
+    from_files = load_artifact(str(run)).spec
+
+    def no_files(*args, **kwargs):
+        raise AssertionError("a photo file was read")
+
+    monkeypatch.setattr(calibration, "BinDataset", no_files)
+    invoke("calibrate", str(run), str(small_manifest), "--shards", small_shards)
+    from_shards = load_artifact(str(run)).spec
+    assert from_shards.temperature == pytest.approx(from_files.temperature, rel=1e-4)
+    assert from_shards.decision_policy.describe() == from_files.decision_policy.describe()  # thresholds to 3 places
+
+
 @pytest.mark.parametrize("split", ["test", "all"])
 def test_calibrate_refuses_every_split_that_holds_test_rows(tmp_path, split):
     """Tried: `bintally calibrate --split test`, and `--split all` (every row, the test rows too). Must hold: a usage

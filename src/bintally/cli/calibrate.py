@@ -30,6 +30,9 @@ def calibrate_cmd(
     flips: Annotated[
         str | None, typer.Option(help="test-time flips to average over: left-right,top-bottom or none [default: the artifact's]")
     ] = None,
+    shards: Annotated[
+        str | None, typer.Option(help="read the split's photos from these shards (`data shards MANIFEST --out SHARDS`), not files")
+    ] = None,
     device: str = "auto",
 ) -> None:
     """Fit the temperature (probabilities) and the decision policy on validation data, into the artifact."""
@@ -37,7 +40,15 @@ def calibrate_cmd(
     errors = make_config(RecordErrors, rate=error_rate, sizes=parse_sizes(error_sizes))
     chosen = None if flips is None else [f for f in flips.split(",") if f and f != "none"]
     cfg = make_config(
-        CalibrateConfig, model=model, manifest=manifest, split=split, targets=targets, errors=errors, flips=chosen, device=device
+        CalibrateConfig,
+        model=model,
+        manifest=manifest,
+        split=split,
+        targets=targets,
+        errors=errors,
+        flips=chosen,
+        device=device,
+        shards=shards,
     )
     with reported_errors(), console.status(f"scoring the {split} split"):
         result = calibrate(cfg)
