@@ -21,7 +21,7 @@ from bintally.data.manifest import Manifest, read_manifest
 from bintally.evaluate.metrics import expected_calibration_error
 from bintally.model.artifact import ModelArtifact, load_artifact, write_fit_data, write_spec
 from bintally.model.calibration import fit_temperature, nll, softmax
-from bintally.model.dataset import BinDataset, ShardStream, shard_source
+from bintally.model.dataset import BinDataset, scoring_stream, shard_source
 from bintally.model.export import CHECK_IMAGES, export_onnx
 from bintally.model.inference import pick_device, predict_logits
 from bintally.model.quantize import export_int8, same_check
@@ -82,8 +82,7 @@ def split_logits(
     if not rows:
         raise ValueError(f"the manifest has no rows in split {split!r}")
     target, pp = pick_device(device), artifact.spec.preprocess
-    source = None if shards is None else shard_source(shards, manifest, [split])
-    photos = BinDataset(rows, pp) if source is None else ShardStream(source, {r.id for r in rows}, pp, None, buffer=1, seed=split)
+    photos = BinDataset(rows, pp) if shards is None else scoring_stream(shard_source(shards, manifest, [split]), rows, pp)
     loader = DataLoader(photos, batch_size=batch_size, num_workers=workers)
     return predict_logits(artifact.torch_model(str(target)), loader, target)
 

@@ -127,6 +127,12 @@ class ShardStream(IterableDataset):
             yield (img, s.count) if self.extras is None else (img, s.count, self.extras[s.key])
 
 
+def scoring_stream(source: ShardSource, rows: Iterable[ManifestRow], pp: Preprocess) -> ShardStream:
+    """The photos of `rows` in `source`'s shards, each once, plainly resized and with no shuffle buffer: what
+    validation and calibration score, as `BinDataset` gives them from files."""
+    return ShardStream(source, {r.id for r in rows}, pp, None, buffer=1, seed="scoring")
+
+
 def with_counts(rows: Sequence[ManifestRow], classes: CountClasses) -> list[ManifestRow]:
     return [r for r in rows if classes.contains(r.count)]
 

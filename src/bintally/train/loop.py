@@ -45,7 +45,16 @@ from bintally.evaluate.calibrate import CalibrateConfig, calibrate
 from bintally.evaluate.metrics import metrics_from_logits, scalars
 from bintally.model.artifact import HISTORY_FILE, save_artifact
 from bintally.model.backbones import normalisation
-from bintally.model.dataset import BinDataset, ShardSource, ShardStream, sample_rows, shard_source, stream_batches, with_counts
+from bintally.model.dataset import (
+    BinDataset,
+    ShardSource,
+    ShardStream,
+    sample_rows,
+    scoring_stream,
+    shard_source,
+    stream_batches,
+    with_counts,
+)
 from bintally.model.heads import CountModel, create_model
 from bintally.model.inference import predict_logits
 from bintally.model.preprocess import Preprocess
@@ -355,8 +364,7 @@ class Trainer:
         if source is None:
             return self._loader(self.data.val_rows[ctx.rank :: ctx.world_size], None, 0, shuffle=False)
         mine = replace(source, shards=source.shards[ctx.rank :: ctx.world_size])
-        stream = ShardStream(mine, {r.id for r in self.data.val_rows}, self.pp, None, buffer=1, seed="validation")
-        return DataLoader(stream, batch_size=self.cfg.batch_size, num_workers=self.cfg.workers)
+        return DataLoader(scoring_stream(mine, self.data.val_rows, self.pp), batch_size=self.cfg.batch_size, num_workers=self.cfg.workers)
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
         """Scalar metrics and loss over the whole validation split: each rank predicts its share, every rank gets all.
