@@ -61,7 +61,7 @@ def trivial_baseline(artifact: ModelArtifact, manifest: Manifest, counts: np.nda
     classes = artifact.spec.count_classes
     config, val = artifact.spec.train_config, artifact.spec.train_config.get("val_split", "val")
     for splits in ([val] if val and val != split else [], config.get("train_splits", ["train"])):
-        reference = [r.count for split in splits for r in manifest.split(split) if classes.contains(r.count)]
+        reference = [r.count for name in splits for r in manifest.split(name) if classes.contains(r.count)]
         if reference:
             return constant_answer(reference, counts, classes)
     return None

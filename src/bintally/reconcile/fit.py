@@ -117,7 +117,7 @@ class Outcome(BaseModel):
 
 
 def decided(records: Records, policy: DecisionPolicy) -> tuple[np.ndarray, np.ndarray]:
-    """Which records the policy accepts, and which it flags (accepting comes first, as in `policy.decide`)."""
+    """Which records the policy accepts, and which it flags (accepting comes first, as in `policy.decide_many`)."""
     accept = accepts(records.stats[policy.accept_statistic], policy.accept_at) & records.acceptable
     flag = flags(policy.flag_statistic, records.stats[policy.flag_statistic], policy.flag_at) & ~accept
     return accept, flag
