@@ -71,6 +71,24 @@ def test_photos_of_one_name_in_two_folders_keep_two_ids(small_artifact, abid_roo
     assert rows["day1/00585"]["uri"].endswith("day1/00585.jpg") and rows["day2/00585"]["uri"].endswith("day2/00585.jpg")
 
 
+def test_a_rerun_with_a_new_folder_renames_the_earlier_rows_it_clashes_with(small_artifact, abid_root, tmp_path):
+    """Tried: day1/ scored (its 00585.jpg is "00585"), then the same --out with day2/ added, which holds another
+    00585.jpg. Must hold: the earlier row is not scored again but renamed day1/00585, beside day2/00585: the file
+    never holds one id twice, and an id never names another photo than it did in the same file."""
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "00585.jpg").symlink_to(abid_root / "bin-images" / ("00585.jpg" if day == "day1" else "00588.jpg"))
+    out = tmp_path / "predictions.csv"
+    first = predict(PredictConfig(model=small_artifact, inputs=[str(tmp_path / "day1")], out=str(out), backend="torch"))
+    assert first.scored == 1 and set(read_rows(out)) == {"00585"}
+    cfg = PredictConfig(model=small_artifact, inputs=[str(tmp_path / "day1"), str(tmp_path / "day2")], out=str(out), backend="torch")
+    second = predict(cfg)
+    assert (second.skipped, second.scored) == (1, 1)
+    rows = read_rows(out)
+    assert len(out.read_text().splitlines()) == 3 and set(rows) == {"day1/00585", "day2/00585"}
+    assert rows["day1/00585"]["uri"].endswith("day1/00585.jpg") and rows["day2/00585"]["uri"].endswith("day2/00585.jpg")
+
+
 def test_predict_glob_and_s3_prefix(small_artifact, photo_folder, s3_endpoint, photos_in_s3, tmp_path):
     """A glob picks only its matches; an s3:// prefix on moto is listed and scored, rows keep the s3:// URI."""
     out = tmp_path / "glob.csv"

@@ -21,7 +21,7 @@ from bintally.model.predictor import Backend, Precision
 from bintally.scoring.model import load_model
 from bintally.scoring.on_ray import RayConfig, remove_shards, score_on_ray
 from bintally.scoring.one_machine import score_images
-from bintally.scoring.photos import list_images, photo_ids
+from bintally.scoring.photos import list_images
 from bintally.scoring.rows import columns, csv_cells, locked, prediction_row, resume, write_predictions
 
 
@@ -59,8 +59,7 @@ def _predict_here(cfg: PredictConfig, on_progress: Callable[[int, int], None]) -
     predictor = load_model(cfg.model, cfg.backend, cfg.precision)
     header = columns(predictor.spec.count_classes)
     uris = list_images(cfg.inputs, cfg.endpoint_url)
-    ids = photo_ids(uris)
-    done = resume(cfg.out, header)
+    done, ids = resume(cfg.out, header, uris)
     todo = [u for u in uris if u not in done]
     failed = scored = 0
     with open(cfg.out, "a", newline="") as fh:

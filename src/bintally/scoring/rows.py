@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from bintally import storage
 from bintally.counts import CountClasses
 from bintally.model.predictor import CountScore
+from bintally.scoring.photos import photo_ids
 
 LOCK_SUFFIX = ".lock"  # beside the output: held by the run writing it
 
@@ -66,12 +67,14 @@ def is_scored(row: dict, header: list[str]) -> bool:
     return True
 
 
-def resume(out: str, header: list[str]) -> set[str]:
-    """The URIs an earlier run scored. Rows that failed, or are torn or malformed, are removed from the file,
-    to be tried again. A row counts only once its newline is written: a kill can cut the last line anywhere, even
-    where it parses whole (right after its final comma), and the next row appended must start on a line of its own."""
+def resume(out: str, header: list[str], uris: list[str]) -> tuple[set[str], dict[str, str]]:
+    """The URIs an earlier run scored, and every photo's id (`photos.photo_ids`) over those and `uris` together.
+    Rows that failed, or are torn or malformed, are removed from the file, to be tried again. A row counts only once
+    its newline is written: a kill can cut the last line anywhere, even where it parses whole (right after its final
+    comma), and the next row appended must start on a line of its own. An earlier row whose id the new inputs change
+    (its 00585 now beside another folder's) is rewritten with the new id, so the file never holds one id twice."""
     if not os.path.exists(out):
-        return set()
+        return set(), photo_ids(uris)
     with open(out, newline="") as fh:
         text = fh.read()
     ended = text[: text.rfind("\n") + 1]
@@ -80,9 +83,11 @@ def resume(out: str, header: list[str]) -> set[str]:
         raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
     rows = list(reader)
     done = [row for row in rows if is_scored(row, header)]
-    if ended != text or len(done) < len(rows):
-        storage.write_bytes(out, csv_text(header, done).encode())
-    return {row["uri"] for row in done}
+    ids = photo_ids([*(row["uri"] for row in done), *uris])
+    renamed = [row | {"id": ids[row["uri"]]} for row in done]
+    if ended != text or len(done) < len(rows) or renamed != done:
+        storage.write_bytes(out, csv_text(header, renamed).encode())
+    return {row["uri"] for row in done}, ids
 
 
 @contextmanager
