@@ -26,12 +26,17 @@ class Subset(BaseModel):
     # With per_count: only the bins of this split are held to the quota; the other splits keep every bin, so that a
     # balanced training sample is validated and tested on the bins as they come (the quickstart).
     per_count_split: Literal["train", "val", "test"] | None = None
+    # With per_count_split: each other split keeps at most this many bins (the first by id), so a quickstart pointed
+    # at the whole ABID (some 50,000 validation bins) does not score them all after every epoch.
+    held_out_limit: int | None = Field(None, ge=1)
     limit: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _quota_to_split(self) -> Subset:
         if self.per_count_split is not None and self.per_count is None:
             raise ValueError("per_count_split holds one split to the per_count quota: give per_count too")
+        if self.held_out_limit is not None and self.per_count_split is None:
+            raise ValueError("held_out_limit bounds the splits per_count_split leaves whole: give per_count_split too")
         return self
 
 
@@ -116,10 +121,14 @@ def select_bins(root: AbidRoot, subset: Subset, split_of: Callable[[str], str] |
         records = [r for r in records if low <= r.count <= high]
     if subset.per_count:
         taken: dict[int, int] = defaultdict(int)
+        held_out: dict[str, int] = defaultdict(int)
         kept = []
         for r in records:
-            if subset.per_count_split is not None and split_of is not None and split_of(r.id) != subset.per_count_split:
-                kept.append(r)
+            split = split_of(r.id) if subset.per_count_split is not None and split_of is not None else None
+            if split is not None and split != subset.per_count_split:
+                if subset.held_out_limit is None or held_out[split] < subset.held_out_limit:
+                    held_out[split] += 1
+                    kept.append(r)
                 continue
             quota = r.count if subset.top_count is None else min(r.count, subset.top_count)
             if taken[quota] < subset.per_count:
