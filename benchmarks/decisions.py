@@ -3,6 +3,7 @@
     python benchmarks/decisions.py MODEL MANIFEST            # the artifact's fitted policy (fitted on val if absent)
     python benchmarks/decisions.py MODEL MANIFEST --refit    # fit the temperature and policy on val again first
     python benchmarks/decisions.py MODEL MANIFEST --draws 1000  # and 1,000 drawn sets of records, one record per bin
+    python benchmarks/decisions.py MODEL MANIFEST --draws 1000 --batch-sizes 811 4000 16000  # and batches of other sizes
 
 With --draws, each test bin gets one record per draw (right, or wrong as the error model says: off by 1, 2, 3 at
 60/30/10% of 20%, kept >= 0 with an open top class), decided by `reconcile.policy.decide_many` as
@@ -12,6 +13,8 @@ for a policy fitted on a balanced sample (validation re-weighted to equal count 
 per count would fit it) used on the test bins as they come, the shift the batch adjustment is for. Each row gives the
 pooled error among accepted records, the first five draws', and how many draws passed `--draw-bound` (8%). Also: records of
 5 for bins that hold 7 or more (an understated record a warehouse most needs caught), and how many are accepted.
+With --batch-sizes, the same policies on batches of other sizes (bins drawn from the test bins with replacement, each
+with its own record): how the draws above the bound fall as a batch, and its accepted records, grow.
 
 Records are simulated on the test split exactly as the policy was fitted on validation (`reconcile.fit`): each
 bin's correct record and its wrong ones (off by 1, 2, 3 at 60/30/10% of a 20% record-error rate), every possible
@@ -101,16 +104,22 @@ def table(rows: dict[str, Outcome], per_recount: float) -> str:
     return "\n".join(lines)
 
 
-def draw_records(true_counts: np.ndarray, classes: CountClasses, errors: RecordErrors, draws: int, seed: int = 0) -> np.ndarray:
-    """[draws, N]: one record per bin in each draw, right or wrong as the error model says (`RecordErrors.recorded`)."""
+def record_table(true_counts: np.ndarray, classes: CountClasses, errors: RecordErrors) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's possible records and their cumulative chances ([N, W] each; `RecordErrors.recorded`), to draw from."""
     made = [errors.recorded(truth, classes) for truth in true_counts.tolist()]
     width = max(map(len, made))
     values = np.array([[*m, *[0] * (width - len(m))] for m in made])
     cumulative = np.ones((len(made), width))
     for b, m in enumerate(made):
         cumulative[b, : len(m) - 1] = np.cumsum(list(m.values()))[:-1] / sum(m.values())  # the last stays 1: always picked
-    u = np.random.default_rng(seed).random((draws, len(made)))
-    return values[np.arange(len(made)), (u[..., None] > cumulative[None]).sum(axis=-1)]
+    return values, cumulative
+
+
+def draw_records(table: tuple[np.ndarray, np.ndarray], bins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One record for each of `bins` (indices into the table's bins, any shape), right or wrong as the error model says."""
+    values, cumulative = table
+    u = rng.random(bins.shape)
+    return values[bins, (u[..., None] > cumulative[bins]).sum(axis=-1)]
 
 
 def tally(decisions: np.ndarray, recorded: np.ndarray, truth: np.ndarray) -> dict:
@@ -150,7 +159,8 @@ def pooled(tallies: list[dict], bound: float) -> dict:
 def drawn(probabilities: np.ndarray, truth: np.ndarray, classes: CountClasses, policy: DecisionPolicy, draws: int, bound: float) -> dict:
     """Pooled over `draws` drawn record sets (the same sets for every policy: seeded), decided as `bintally reconcile`
     decides them (`policy.decide_many`), overall and by the bins' count range."""
-    sets = draw_records(truth, classes, policy.errors, draws)
+    every_bin = np.broadcast_to(np.arange(len(truth)), (draws, len(truth)))
+    sets = draw_records(record_table(truth, classes, policy.errors), every_bin, np.random.default_rng(0))
     decided = [decide_many(probabilities, r, classes, policy)[0] for r in sets]
     out = {"all": pooled([tally(d, r, truth) for d, r in zip(decided, sets)], bound)}
     clipped = classes.clip(truth)
@@ -158,6 +168,24 @@ def drawn(probabilities: np.ndarray, truth: np.ndarray, classes: CountClasses, p
         inside = (clipped >= low) & (clipped <= high)
         if inside.any():
             out[name] = pooled([tally(d[inside], r[inside], truth[inside]) for d, r in zip(decided, sets)], bound)
+    return out
+
+
+def by_batch_size(
+    probabilities: np.ndarray, truth: np.ndarray, classes: CountClasses, policy: DecisionPolicy, sizes: list[int], draws: int, bound: float
+) -> dict[int, dict]:
+    """Pooled over `draws` batches of each size: a batch is that many bins drawn from these with replacement (a
+    warehouse's week from the same population), each with its own drawn record, decided by `policy.decide_many`.
+    The share of wrong records among a batch's accepted ones swings less as the batch, and its accepted records, grow."""
+    table, rng = record_table(truth, classes, policy.errors), np.random.default_rng(0)
+    out = {}
+    for size in sizes:
+        tallies = []
+        for _ in range(draws):
+            bins = rng.integers(0, len(truth), size)
+            recorded = draw_records(table, bins, rng)
+            tallies.append(tally(decide_many(probabilities[bins], recorded, classes, policy)[0], recorded, truth[bins]))
+        out[size] = pooled(tallies, bound)
     return out
 
 
@@ -186,6 +214,19 @@ def drawn_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def batch_table(rows: dict[str, dict[int, dict]]) -> str:
+    lines = [
+        "| policy | records per batch | accepted per batch | wrong among accepted, pooled | batches above the bound |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, by_size in rows.items():
+        for size, o in by_size.items():
+            error = "-" if o["accepted_error"] is None else f"{o['accepted_error']:.1%}"
+            above = f"{o['draws_above_bound']:,} of {o['draws_accepting']:,} (> {o['bound']:.0%})" if o["draws_accepting"] else "-"
+            lines.append(f"| {name} | {size:,} | {o['accepted'] / o['draws']:.1f} | {error} | {above} |")
+    return "\n".join(lines)
+
+
 def balanced_weights(counts: np.ndarray, classes: CountClasses) -> np.ndarray:
     """Bin weights under which every count class weighs the same (`fit.simulate`'s bin_weights)."""
     index = classes.index(counts)
@@ -204,6 +245,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/decisions-MODEL.json)")
     parser.add_argument("--draws", type=int, default=0, help="also decide this many drawn record sets, one record per bin")
     parser.add_argument("--draw-bound", type=float, default=0.08, help="count the draws whose accepted records are wrong beyond this")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="with --draws: as many batches of each size (bins drawn with replacement)",
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -236,25 +284,27 @@ def main() -> None:
     plot_curves(records, rows["fitted on validation"], targets, errors.rate, out.with_suffix(".png"))
     summary = table(rows, args.minutes_per_recount)
     by_range = {name: o.model_dump() for name, o in outcome_by_range(records, policy, classes).items()}
-    sampled, adapted, on_balanced = {}, None, None
+    deciders, adapted, on_balanced = {}, None, None  # name -> (the probabilities decided on, the policy deciding)
     if args.draws:
         fit = artifact.fit_data()
-        sampled["as fitted"] = drawn(probabilities, truth, classes, policy, args.draws, args.draw_bound)
+        deciders["as fitted"] = (probabilities, policy)
         if fit is not None:
             adapted = adapt_to_batch(probabilities, *fit, classes, policy)
-            sampled["fitted again for the batch"] = drawn(
-                adapted.probabilities, truth, classes, adapted.policy, args.draws, args.draw_bound
-            )
+            deciders["fitted again for the batch"] = (adapted.probabilities, adapted.policy)
         weights = balanced_weights(val_truth, classes)
         on_balanced = fit_policy(
             val_probabilities, val_truth.tolist(), classes, targets, errors, bin_weights=weights,
             accept_statistics=list(policy.fitted["accepted"]), flag_statistics=list(policy.fitted["recall_2plus"]),
         )  # fmt: skip
-        sampled["fitted on a balanced sample"] = drawn(probabilities, truth, classes, on_balanced, args.draws, args.draw_bound)
+        deciders["fitted on a balanced sample"] = (probabilities, on_balanced)
         shifted = adapt_to_batch(probabilities, val_probabilities, val_truth, classes, on_balanced, fit_weights=weights)
-        sampled["balanced, fitted again for the batch"] = drawn(
-            shifted.probabilities, truth, classes, shifted.policy, args.draws, args.draw_bound
-        )
+        deciders["balanced, fitted again for the batch"] = (shifted.probabilities, shifted.policy)
+    sampled = {name: drawn(p, truth, classes, decider, args.draws, args.draw_bound) for name, (p, decider) in deciders.items()}
+    batches = {
+        name: by_batch_size(p, truth, classes, decider, args.batch_sizes, args.draws, args.draw_bound)
+        for name, (p, decider) in deciders.items()
+        if args.batch_sizes
+    }
     ceiling = best_possible(records, targets)
     print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
     print(f"policy (fitted on {policy.fitted['split']}): {policy.describe()}")
@@ -265,6 +315,8 @@ def main() -> None:
         print(drawn_table(sampled))
         if adapted is not None:
             print(f"the test bins' count distribution, estimated: {adapted.batch_prior} (fitted on: {adapted.fitted_prior})")
+    if batches:
+        print(batch_table(batches))
     low = understated(probabilities, truth, classes, policy)
     print(f"records of 5 for bins of 7 or more: {low}")
     result = {
@@ -287,6 +339,8 @@ def main() -> None:
         "policy_on_balanced_sample": on_balanced.model_dump() if on_balanced else None,
         "understated_records": low,
         "drawn_table": drawn_table(sampled) if sampled else None,
+        "by_batch_size": {name: {str(size): o for size, o in by_size.items()} for name, by_size in batches.items()},
+        "batch_table": batch_table(batches) if batches else None,
         "ceiling_on_this_split": ceiling,
         "table": summary,
     }
