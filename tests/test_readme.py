@@ -42,15 +42,16 @@ def test_every_option_the_readme_uses_exists(args):
 
 
 def test_the_cheap_readme_commands_run(abid_root, tmp_path, monkeypatch):
-    """`data manifest` and `data stats` as the README writes them, on the real sample (from a folder where
-    ../shared/abid is the sample)."""
+    """`data manifest` and `data stats` as the README writes them for the sample, on the real sample (from a folder
+    where ../shared/abid is the sample)."""
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
     (tmp_path / "a" / "shared").mkdir()
     (tmp_path / "a" / "shared" / "abid").symlink_to(abid_root)
     monkeypatch.chdir(work)
     for args in readme_commands():
-        if command_of(args) in (["data", "manifest"], ["data", "stats"]):
+        on_the_sample = not any(a.startswith("s3://") for a in args)  # the whole ABID's are for machines with S3
+        if command_of(args) in (["data", "manifest"], ["data", "stats"]) and on_the_sample:
             result = CliRunner().invoke(app, args)
             assert result.exit_code == 0, f"bintally {' '.join(args)}: {result.output}"
     assert (work / "runs" / "abid.parquet").exists() and (work / "counts.png").exists()

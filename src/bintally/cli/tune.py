@@ -13,6 +13,7 @@ from bintally.cli.app import app, console, reported_errors
 from bintally.cli.train import step_progress
 from bintally.tune.final import FinalModel, retrain_best
 from bintally.tune.report import TrialRow, TuneSummary, trial_row, write_report
+from bintally.tune.space import PACKAGED
 from bintally.tune.study import (
     DIRECTIONS,
     Pruner,
@@ -76,7 +77,7 @@ def tune_cmd(
     trials: Annotated[int | None, typer.Option("--trials", min=1, help="finished trials the study should have")] = None,
     storage: Annotated[str | None, typer.Option(help="sqlite:///FILE or postgresql://USER:PASS@HOST/DB [default: OUT/study.db]")] = None,
     study: Annotated[str, typer.Option(help="study name; workers with the same name and storage share it")] = TUNE["study"].default,
-    space: Annotated[str | None, typer.Option(help="search space: 'default', 'original' or a YAML file")] = None,
+    space: Annotated[str | None, typer.Option(help=f"search space: a packaged one ({', '.join(PACKAGED)}) or a YAML file")] = None,
     metric: Annotated[str | None, typer.Option(help=f"validation metric: {', '.join(DIRECTIONS)}")] = None,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none")] = TUNE["pruner"].default,
     startup_trials: Annotated[int, typer.Option(min=0, help="trials the median pruner lets finish first")] = TUNE["startup_trials"].default,
