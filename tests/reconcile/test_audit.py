@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bintally.cli import app
-from bintally.reconcile.audit import audit_marks, audit_report, clopper_pearson_upper
+from bintally.reconcile.audit import audit_marks, audit_report, batch_spread, clopper_pearson_upper, wrong_at_most
 from bintally.reconcile.policy import DecisionPolicy, Reconciliation
 
 IDS = [f"bin-{i:05d}" for i in range(20_000)]
@@ -75,6 +75,20 @@ def result(expected: int, decision: str) -> Reconciliation:
     return Reconciliation(
         expected_quantity=expected, count=3, match_probability=0.5, far_probability=0.1, record_correct_probability=0.5, decision=decision
     )
+
+
+def test_how_many_accepted_records_a_batch_may_get_wrong_by_hand():
+    """40 accepted at 5%: P(X <= 3) = 0.862 and P(X <= 4) = 0.952, so up to 4 (10%) in 95% of batches; 6 at 5%:
+    P(X = 0) = 0.735, P(X <= 1) = 0.967, so 1. Each against the smallest k whose exact binomial CDF reaches 0.95, and
+    the spread narrows as batches grow (about 7.5% of 200, 5.6% of 4,000). None without a promise or an accept."""
+    assert wrong_at_most(40, 0.05) == 4 and wrong_at_most(6, 0.05) == 1 and wrong_at_most(0, 0.05) == 0
+    for n, p in [(40, 0.05), (200, 0.05), (57, 0.031), (1000, 0.002)]:
+        assert wrong_at_most(n, p) == min(k for k in range(n + 1) if binomial_cdf(k, n, p) >= 0.95)
+    assert wrong_at_most(4000, 0.05) / 4000 < wrong_at_most(200, 0.05) / 200 < wrong_at_most(40, 0.05) / 40
+    promising = DecisionPolicy(fitted=FITTED)
+    spread = batch_spread(40, promising)
+    assert spread is not None and (spread.wrong_at_most, spread.promised) == (4, 0.05)
+    assert batch_spread(0, promising) is None and batch_spread(40, DecisionPolicy()) is None
 
 
 def test_audit_report_counts_only_recounts_of_marked_records_by_hand():
@@ -147,3 +161,5 @@ def test_reconcile_cli_marks_records_and_bounds_the_recounts(tmp_path, abid_root
     assert f"accepted records wrong: 1/{n} = {k / n:.1%}, 95% upper bound {bound:.1%}; promised 5.0%" in run.output
     assert f"flags false: 1/{len(flagged)} = {1 / len(flagged):.1%}" in run.output
     assert f"warning: accepted records wrong 1/{n}" in run.output
+    accepted = sum(d == "accept" for d in decisions.values())
+    assert f"{accepted} accepted: with the promise (5% wrong) kept, up to {wrong_at_most(accepted, 0.05)} of them" in run.output

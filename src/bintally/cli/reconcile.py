@@ -95,6 +95,8 @@ def reconcile_cmd(
         table.add_row(decision, f"{n:,}")
     console.print(table)
     console.print(f"{report.summary.total:,} records decided, {report.failed:,} unreadable")
+    if report.spread is not None:
+        console.print(report.spread.describe())
     s = report.summary
     if s.audited:
         shown = {"accepted records wrong": s.accepted_error, "flags right (record wrong)": s.flag_precision}

@@ -51,6 +51,16 @@ def audit_marks(ids: Sequence[str], decisions: Sequence[str | None], rate: float
     return [is_marked(i, d, rate, seed) for i, d in zip(ids, decisions, strict=True)]
 
 
+def binomial_cdfs(n: int, p: float, k: int) -> np.ndarray:
+    """P(X <= j) for j = 0..k, X ~ Binomial(n, p) with 0 < p < 1, summed in log space so large n neither overflows
+    nor underflows."""
+    j = np.arange(k + 1)
+    log_pmf = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in j])
+    log_pmf += j * math.log(p) + (n - j) * math.log1p(-p)
+    top = log_pmf.max()
+    return np.minimum(math.exp(top) * np.cumsum(np.exp(log_pmf - top)), 1.0)
+
+
 def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
     """The one-sided upper confidence bound on a binomial rate after k events in n trials (1.0 when k = n).
 
@@ -60,19 +70,20 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if k == n:
         return 1.0
-    i = np.arange(k + 1)
-    log_comb = math.lgamma(n + 1) - np.array([math.lgamma(j + 1) + math.lgamma(n - j + 1) for j in i])
-
-    def cdf(p: float) -> float:  # P(X <= k), summed in log space so large n neither overflows nor underflows
-        log_pmf = log_comb + i * math.log(p) + (n - i) * math.log1p(-p)
-        top = log_pmf.max()
-        return float(math.exp(top) * np.exp(log_pmf - top).sum())
-
     low, high = 0.0, 1.0
     while high - low > 1e-12:
         mid = (low + high) / 2
-        low, high = (mid, high) if cdf(mid) > 1 - confidence else (low, mid)
+        low, high = (mid, high) if binomial_cdfs(n, mid, k)[-1] > 1 - confidence else (low, mid)
     return high
+
+
+def wrong_at_most(accepted: int, promised: float, confidence: float = 0.95) -> int:
+    """How many of `accepted` records can be wrong in a `confidence` share of batches while the promise holds: the
+    smallest k with P(X <= k) >= confidence, X ~ Binomial(accepted, promised). The promise is a rate over batches;
+    this is how far one batch of this size strays from it by chance (40 accepted at 5%: up to 4, 10%)."""
+    if accepted == 0:
+        return 0
+    return int(np.searchsorted(binomial_cdfs(accepted, promised, accepted), confidence))
 
 
 class AuditedRate(BaseModel):
@@ -128,6 +139,32 @@ def promises(policy: DecisionPolicy) -> tuple[float | None, float | None]:
     if o.get("flagged"):
         flags_false = o["false_flags"] * (1 - policy.errors.rate) / o["flagged"]
     return accepted, flags_false
+
+
+class BatchSpread(BaseModel):
+    """How far this batch's share of wrong accepted records may stray from the promise by chance alone."""
+
+    accepted: int
+    promised: float  # the fitted policy's rate of wrong records among accepted ones
+    wrong_at_most: int  # in `confidence` of batches of this many accepted records, while the promise holds
+    confidence: float
+
+    def describe(self) -> str:
+        share = self.wrong_at_most / self.accepted
+        return (
+            f"{self.accepted:,} accepted: with the promise ({self.promised:.0%} wrong) kept, up to {self.wrong_at_most:,} of them "
+            f"({share:.1%}) are wrong in {self.confidence:.0%} of batches this size; the promise is a rate over batches"
+        )
+
+
+def batch_spread(accepted: int, policy: DecisionPolicy, confidence: float = 0.95) -> BatchSpread | None:
+    """The spread for a batch with `accepted` records accepted by `policy`; None without a promise or an accept."""
+    promised, _ = promises(policy)
+    if promised is None or accepted == 0:
+        return None
+    return BatchSpread(
+        accepted=accepted, promised=promised, wrong_at_most=wrong_at_most(accepted, promised, confidence), confidence=confidence
+    )
 
 
 def audit_report(

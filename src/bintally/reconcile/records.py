@@ -33,7 +33,7 @@ from bintally.counts import CountClasses
 from bintally.data.manifest import read_manifest
 from bintally.model.artifact import ModelArtifact, load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, score_probabilities
-from bintally.reconcile.audit import AuditReport, audit_report, is_marked
+from bintally.reconcile.audit import AuditReport, BatchSpread, audit_report, batch_spread, is_marked
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 from bintally.reconcile.prior import TooFewPhotos, adapt_to_batch
 from bintally.scoring.model import load_model
@@ -189,6 +189,7 @@ class ReconcileReport(BaseModel):
     summary: DecisionSummary
     failed: int
     audit: AuditReport | None = None  # with marks or recounts: the realised rates and their bounds
+    spread: BatchSpread | None = None  # how far this batch's accepted records may stray from the promise by chance
 
 
 def _scores(cfg: ReconcileConfig, uris: list[str], classes: CountClasses) -> dict[str, CountScore | str]:
@@ -278,4 +279,6 @@ def _reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     if cfg.audit_rate > 0 or any(t is not None for t in truths):
         audit = audit_report(decided, truths, marks if cfg.audit_rate > 0 else None, policy, cfg.audit_rate, cfg.audit_seed)
     summary = summarise(decided, truths)
-    return ReconcileReport(out=cfg.out, policy=policy, batch=batch, summary=summary, failed=len(records) - len(decided), audit=audit)
+    spread = batch_spread(summary.by_decision["accept"], policy)
+    failed = len(records) - len(decided)
+    return ReconcileReport(out=cfg.out, policy=policy, batch=batch, summary=summary, failed=failed, audit=audit, spread=spread)
