@@ -71,22 +71,42 @@ def test_photos_of_one_name_in_two_folders_keep_two_ids(small_artifact, abid_roo
     assert rows["day1/00585"]["uri"].endswith("day1/00585.jpg") and rows["day2/00585"]["uri"].endswith("day2/00585.jpg")
 
 
-def test_a_rerun_with_a_new_folder_renames_the_earlier_rows_it_clashes_with(small_artifact, abid_root, tmp_path):
-    """Tried: day1/ scored (its 00585.jpg is "00585"), then the same --out with day2/ added, which holds another
-    00585.jpg. Must hold: the earlier row is not scored again but renamed day1/00585, beside day2/00585: the file
-    never holds one id twice, and an id never names another photo than it did in the same file."""
+@pytest.mark.parametrize("second_inputs", [["day1", "day2"], ["day2"]])
+def test_a_rerun_with_a_new_folder_renames_the_earlier_rows_it_clashes_with(small_artifact, abid_root, tmp_path, second_inputs):
+    """Tried: day1/ scored (its 00585.jpg is "00585"), then the same --out with day2/, which holds another
+    00585.jpg, added to day1/ or given alone. Must hold: the earlier row is not scored again but renamed
+    day1/00585, beside day2/00585: the file never holds one id twice, and an id never names another photo than it
+    did in the same file."""
     for day in ("day1", "day2"):
         (tmp_path / day).mkdir()
         (tmp_path / day / "00585.jpg").symlink_to(abid_root / "bin-images" / ("00585.jpg" if day == "day1" else "00588.jpg"))
     out = tmp_path / "predictions.csv"
     first = predict(PredictConfig(model=small_artifact, inputs=[str(tmp_path / "day1")], out=str(out), backend="torch"))
     assert first.scored == 1 and set(read_rows(out)) == {"00585"}
-    cfg = PredictConfig(model=small_artifact, inputs=[str(tmp_path / "day1"), str(tmp_path / "day2")], out=str(out), backend="torch")
-    second = predict(cfg)
-    assert (second.skipped, second.scored) == (1, 1)
+    inputs = [str(tmp_path / day) for day in second_inputs]
+    second = predict(PredictConfig(model=small_artifact, inputs=inputs, out=str(out), backend="torch"))
+    assert (second.skipped, second.scored) == (len(inputs) - 1, 1)
     rows = read_rows(out)
     assert len(out.read_text().splitlines()) == 3 and set(rows) == {"day1/00585", "day2/00585"}
     assert rows["day1/00585"]["uri"].endswith("day1/00585.jpg") and rows["day2/00585"]["uri"].endswith("day2/00585.jpg")
+
+
+def test_an_id_does_not_shrink_back_when_the_photo_it_clashed_with_failed(small_artifact, abid_root, tmp_path):
+    """Tried: day1/00585.jpg (a photo) and day2/00585.jpg (a corrupt file) scored together, then day1/ alone on the
+    same --out, twice. Must hold: day1's row keeps its id day1/00585, so a join on ids across the runs holds; the
+    failed day2 row, not retried, stays with its error (it still names that photo)."""
+    (tmp_path / "day1").mkdir()
+    (tmp_path / "day2").mkdir()
+    (tmp_path / "day1" / "00585.jpg").symlink_to(abid_root / "bin-images" / "00585.jpg")
+    (tmp_path / "day2" / "00585.jpg").write_bytes((abid_root / "bin-images" / "00585.jpg").read_bytes()[:300])
+    out = tmp_path / "predictions.csv"
+    both = [str(tmp_path / "day1"), str(tmp_path / "day2")]
+    assert predict(PredictConfig(model=small_artifact, inputs=both, out=str(out), backend="torch")).failed == 1
+    for _ in range(2):
+        again = predict(PredictConfig(model=small_artifact, inputs=[str(tmp_path / "day1")], out=str(out), backend="torch"))
+        assert (again.skipped, again.scored, again.failed) == (1, 0, 0)
+        rows = read_rows(out)
+        assert set(rows) == {"day1/00585", "day2/00585"} and rows["day2/00585"]["error"] and not rows["day1/00585"]["error"]
 
 
 def test_predict_glob_and_s3_prefix(small_artifact, photo_folder, s3_endpoint, photos_in_s3, tmp_path):

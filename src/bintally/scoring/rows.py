@@ -67,12 +67,18 @@ def is_scored(row: dict, header: list[str]) -> bool:
     return True
 
 
+def is_failed(row: dict, header: list[str]) -> bool:
+    """A complete row of a photo that could not be scored: every column, the uri and its error."""
+    return None not in row and all(row.get(k) is not None for k in header) and bool(row["uri"]) and bool(row["error"])
+
+
 def resume(out: str, header: list[str], uris: list[str]) -> tuple[set[str], dict[str, str]]:
-    """The URIs an earlier run scored, and every photo's id (`photos.photo_ids`) over those and `uris` together.
-    Rows that failed, or are torn or malformed, are removed from the file, to be tried again. A row counts only once
-    its newline is written: a kill can cut the last line anywhere, even where it parses whole (right after its final
-    comma), and the next row appended must start on a line of its own. An earlier row whose id the new inputs change
-    (its 00585 now beside another folder's) is rewritten with the new id, so the file never holds one id twice."""
+    """The URIs an earlier run scored, and every photo's id (`photos.photo_ids`) over the file's and `uris` together.
+    Rows torn or malformed, and failed rows of photos in `uris`, are removed from the file, to be tried again (failed
+    rows of other photos stay: they still name them). A row counts only once its newline is written: a kill can cut
+    the last line anywhere, even where it parses whole (right after its final comma), and the next row appended must
+    start on a line of its own. An earlier row whose id the new inputs change (its 00585 now beside another folder's)
+    is rewritten with the new id, so the file never holds one id twice, and an id only grows."""
     if not os.path.exists(out):
         return set(), photo_ids(uris)
     with open(out, newline="") as fh:
@@ -81,13 +87,13 @@ def resume(out: str, header: list[str], uris: list[str]) -> tuple[set[str], dict
     reader = csv.DictReader(io.StringIO(ended))
     if ended and reader.fieldnames != header:
         raise ValueError(f"{out} has columns {reader.fieldnames}, not this model's {header}; choose another --out")
-    rows = list(reader)
-    done = [row for row in rows if is_scored(row, header)]
-    ids = photo_ids([*(row["uri"] for row in done), *uris])
-    renamed = [row | {"id": ids[row["uri"]]} for row in done]
-    if ended != text or len(done) < len(rows) or renamed != done:
+    rows, retried = list(reader), set(uris)
+    kept = [row for row in rows if is_scored(row, header) or (is_failed(row, header) and row["uri"] not in retried)]
+    ids = photo_ids([*(row["uri"] for row in kept), *uris])
+    renamed = [row | {"id": ids[row["uri"]]} for row in kept]
+    if ended != text or len(kept) < len(rows) or renamed != kept:
         storage.write_bytes(out, csv_text(header, renamed).encode())
-    return {row["uri"] for row in done}, ids
+    return {row["uri"] for row in kept if not row["error"]}, ids
 
 
 @contextmanager
