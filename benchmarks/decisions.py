@@ -159,8 +159,8 @@ def pooled(tallies: list[dict], bound: float) -> dict:
 def drawn(probabilities: np.ndarray, truth: np.ndarray, classes: CountClasses, policy: DecisionPolicy, draws: int, bound: float) -> dict:
     """Pooled over `draws` drawn record sets (the same sets for every policy: seeded), decided as `bintally reconcile`
     decides them (`policy.decide_many`), overall and by the bins' count range."""
-    every_bin = np.broadcast_to(np.arange(len(truth)), (draws, len(truth)))
-    sets = draw_records(record_table(truth, classes, policy.errors), every_bin, np.random.default_rng(0))
+    table, rng, every_bin = record_table(truth, classes, policy.errors), np.random.default_rng(0), np.arange(len(truth))
+    sets = [draw_records(table, every_bin, rng) for _ in range(draws)]  # a draw at a time: [N, W] temporaries, not [draws, N, W]
     decided = [decide_many(probabilities, r, classes, policy)[0] for r in sets]
     out = {"all": pooled([tally(d, r, truth) for d, r in zip(decided, sets)], bound)}
     clipped = classes.clip(truth)

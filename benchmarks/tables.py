@@ -405,7 +405,7 @@ def headline(files: list[str]) -> list[str]:
             )
     rows += [
         [
-            f"photos/s, ONNX Runtime fp32 (as served) / int8 (an earlier model's graph), batch 32 ({serve_cpu})",
+            f"photos/s, ONNX Runtime fp32 / int8, the default's network (Lite0, 224 px), batch 32 ({serve_cpu})",
             f"{rate[('onnxruntime fp32', 32)]:.0f} / {rate[('onnxruntime int8', 32)]:.0f}",
         ],
     ]

@@ -26,7 +26,7 @@ def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
         str(out),
         "--per-count",
         "10",
-        "--held-out",
+        "--max-held-out",
         "300",
         "--epochs",
         "1",
@@ -45,7 +45,7 @@ def test_quickstart_ingests_trains_evaluates_and_exports(abid_root, tmp_path):
     assert json.loads((out / "report" / "metrics.json").read_text())["n"] == artifact.spec.metrics["n"]
     assert (out / "report" / "report.html").stat().st_size > 10_000  # plots embedded
     assert (out / "manifest.report.json").exists()
-    # A balanced training sample, validated and tested on bins as they come, at most --held-out of each (the sample
+    # A balanced training sample, validated and tested on bins as they come, at most --max-held-out of each (the sample
     # has 855 and 811).
     manifest = read_manifest(str(out / "manifest.parquet"))
     assert max(Counter(min(r.count, 10) for r in manifest.split("train")).values()) == 10

@@ -30,7 +30,7 @@ class QuickstartConfig(BaseModel):
     # A balanced training sample (few bins of a rare count teach little), validated and tested on the bins of those
     # splits as they come: the decision policy is fitted, and the numbers reported, on the counts a warehouse has.
     per_count: int = Field(200, ge=10, description="training bins per count class (0, ..., 9, 10+)")
-    held_out: int = Field(1000, ge=10, description="validation bins, and test bins, at most (the sample has 855 and 811)")
+    max_held_out: int = Field(1000, ge=10, description="validation bins, and test bins, at most (the sample has 855 and 811)")
     epochs: int = Field(3, ge=1)
     image_size: int = Field(128, ge=32)
     endpoint_url: str | None = None
@@ -57,11 +57,11 @@ def run_quickstart(
 
     counts = "every count" if cfg.counts is None else "counts {}-{}".format(*cfg.counts)
     on_step(
-        f"ingest: up to {cfg.per_count} training bins per count class, up to {cfg.held_out:,} validation and test bins "
+        f"ingest: up to {cfg.per_count} training bins per count class, up to {cfg.max_held_out:,} validation and test bins "
         f"each ({counts}) from {cfg.data}"
     )
     top = TrainConfig().top_class  # a quota per count class: the open top class K+ is one
-    subset = Subset(counts=cfg.counts, per_count=cfg.per_count, top_count=top, per_count_split="train", held_out_limit=cfg.held_out)
+    subset = Subset(counts=cfg.counts, per_count=cfg.per_count, top_count=top, per_count_split="train", held_out_limit=cfg.max_held_out)
     build = build_manifest(AbidRoot(cfg.data, cfg.endpoint_url), subset)
     write_manifest(build, manifest)
 

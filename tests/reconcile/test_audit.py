@@ -89,6 +89,8 @@ def test_how_many_accepted_records_a_batch_may_get_wrong_by_hand():
     spread = batch_spread(40, promising)
     assert spread is not None and (spread.wrong_at_most, spread.promised) == (4, 0.05)
     assert batch_spread(0, promising) is None and batch_spread(40, DecisionPolicy()) is None
+    with pytest.raises(ValueError, match="confidence"):
+        wrong_at_most(40, 0.05, confidence=1.0)
 
 
 def test_audit_report_counts_only_recounts_of_marked_records_by_hand():
@@ -162,4 +164,4 @@ def test_reconcile_cli_marks_records_and_bounds_the_recounts(tmp_path, abid_root
     assert f"flags false: 1/{len(flagged)} = {1 / len(flagged):.1%}" in run.output
     assert f"warning: accepted records wrong 1/{n}" in run.output
     accepted = sum(d == "accept" for d in decisions.values())
-    assert f"{accepted} accepted: with the promise (5% wrong) kept, up to {wrong_at_most(accepted, 0.05)} of them" in run.output
+    assert f"{accepted} accepted: with the promise (5.0% wrong) kept, up to {wrong_at_most(accepted, 0.05)} of them" in run.output

@@ -44,7 +44,7 @@ def quickstart_cmd(
     out: Annotated[str, typer.Option(help="where the manifest, model and report go")] = QUICKSTART.out,
     counts: Annotated[str | None, typer.Option(help="count range to learn, e.g. 1-5 [default: every count]")] = None,
     per_count: Annotated[int, typer.Option(min=10, help="training bins per count class")] = QUICKSTART.per_count,
-    held_out: Annotated[int, typer.Option(min=10, help="validation bins, and test bins, at most")] = QUICKSTART.held_out,
+    max_held_out: Annotated[int, typer.Option(min=10, help="validation bins, and test bins, at most")] = QUICKSTART.max_held_out,
     epochs: Annotated[int, typer.Option(min=1)] = QUICKSTART.epochs,
     image_size: Annotated[int, typer.Option(min=32)] = QUICKSTART.image_size,
     serve: Annotated[bool, typer.Option(help="serve the model when done")] = True,
@@ -58,7 +58,7 @@ def quickstart_cmd(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--counts") from exc
     cfg = QuickstartConfig(
-        data=data, out=out, counts=count_range, per_count=per_count, held_out=held_out, epochs=epochs, image_size=image_size,
+        data=data, out=out, counts=count_range, per_count=per_count, max_held_out=max_held_out, epochs=epochs, image_size=image_size,
         endpoint_url=endpoint_url,
     )  # fmt: skip
     with reported_errors(), step_progress() as on_train_step:

@@ -6,6 +6,7 @@ cannot be used, each with a reason, so that no bad record is dropped silently.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Literal
@@ -26,8 +27,9 @@ class Subset(BaseModel):
     # With per_count: only the bins of this split are held to the quota; the other splits keep every bin, so that a
     # balanced training sample is validated and tested on the bins as they come (the quickstart).
     per_count_split: Literal["train", "val", "test"] | None = None
-    # With per_count_split: each other split keeps at most this many bins (the first by id), so a quickstart pointed
-    # at the whole ABID (some 50,000 validation bins) does not score them all after every epoch.
+    # With per_count_split: each other split keeps at most this many bins (picked by a hash of the id, spread over the
+    # whole source), so a quickstart pointed at the whole ABID (some 50,000 validation bins) does not score them all
+    # after every epoch.
     held_out_limit: int | None = Field(None, ge=1)
     limit: int | None = Field(None, ge=1)
 
@@ -38,6 +40,36 @@ class Subset(BaseModel):
         if self.held_out_limit is not None and self.per_count_split is None:
             raise ValueError("held_out_limit bounds the splits per_count_split leaves whole: give per_count_split too")
         return self
+
+
+def _within_quotas(records: list[BinRecord], subset: Subset, split_of: Callable[[str], str] | None) -> list[BinRecord]:
+    """`subset.per_count` bins per count (of `per_count_split` only, where given; the other splits whole, or at most
+    `held_out_limit` bins each), in their order."""
+    assert subset.per_count is not None
+    splits = {r.id: split_of(r.id) for r in records} if subset.per_count_split is not None and split_of is not None else {}
+    held_out: dict[str, list[BinRecord]] = defaultdict(list)
+    for r in records:
+        if r.id in splits and splits[r.id] != subset.per_count_split:
+            held_out[splits[r.id]].append(r)
+    picked = {r.id for rows in held_out.values() for r in _hash_pick(rows, subset.held_out_limit)}
+    taken: dict[int, int] = defaultdict(int)
+    kept = []
+    for r in records:
+        if r.id in splits and splits[r.id] != subset.per_count_split:
+            if r.id in picked:
+                kept.append(r)
+            continue
+        quota = r.count if subset.top_count is None else min(r.count, subset.top_count)
+        if taken[quota] < subset.per_count:
+            taken[quota] += 1
+            kept.append(r)
+    return kept
+
+
+def _hash_pick(records: list[BinRecord], limit: int | None) -> list[BinRecord]:
+    """At most `limit` of `records` (all for None), ordered by a hash of the id: spread over the whole source, where
+    the lowest ids would be its oldest photos (ABID's ids follow capture order)."""
+    return sorted(records, key=lambda r: hashlib.sha256(r.id.encode()).digest())[:limit]
 
 
 def parse_counts(text: str | None) -> tuple[int, int] | None:
@@ -120,21 +152,7 @@ def select_bins(root: AbidRoot, subset: Subset, split_of: Callable[[str], str] |
         low, high = subset.counts
         records = [r for r in records if low <= r.count <= high]
     if subset.per_count:
-        taken: dict[int, int] = defaultdict(int)
-        held_out: dict[str, int] = defaultdict(int)
-        kept = []
-        for r in records:
-            split = split_of(r.id) if subset.per_count_split is not None and split_of is not None else None
-            if split is not None and split != subset.per_count_split:
-                if subset.held_out_limit is None or held_out[split] < subset.held_out_limit:
-                    held_out[split] += 1
-                    kept.append(r)
-                continue
-            quota = r.count if subset.top_count is None else min(r.count, subset.top_count)
-            if taken[quota] < subset.per_count:
-                taken[quota] += 1
-                kept.append(r)
-        records = kept
+        records = _within_quotas(records, subset, split_of)
     if subset.limit:
         records = records[: subset.limit]
     return Selection(records=records, problems=problems)

@@ -51,12 +51,16 @@ def audit_marks(ids: Sequence[str], decisions: Sequence[str | None], rate: float
     return [is_marked(i, d, rate, seed) for i, d in zip(ids, decisions, strict=True)]
 
 
-def binomial_cdfs(n: int, p: float, k: int) -> np.ndarray:
-    """P(X <= j) for j = 0..k, X ~ Binomial(n, p) with 0 < p < 1, summed in log space so large n neither overflows
-    nor underflows."""
-    j = np.arange(k + 1)
-    log_pmf = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in j])
-    log_pmf += j * math.log(p) + (n - j) * math.log1p(-p)
+def log_choose(n: int, k: int) -> np.ndarray:
+    """log C(n, j) for j = 0..k."""
+    return np.array([math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) for j in range(k + 1)])
+
+
+def binomial_cdfs(n: int, p: float, log_coefficients: np.ndarray) -> np.ndarray:
+    """P(X <= j) for j = 0..k, X ~ Binomial(n, p) with 0 < p < 1, from `log_choose(n, k)`: summed in log space so
+    large n neither overflows nor underflows."""
+    j = np.arange(len(log_coefficients))
+    log_pmf = log_coefficients + j * math.log(p) + (n - j) * math.log1p(-p)
     top = log_pmf.max()
     return np.minimum(math.exp(top) * np.cumsum(np.exp(log_pmf - top)), 1.0)
 
@@ -70,10 +74,10 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if k == n:
         return 1.0
-    low, high = 0.0, 1.0
+    coefficients, low, high = log_choose(n, k), 0.0, 1.0
     while high - low > 1e-12:
         mid = (low + high) / 2
-        low, high = (mid, high) if binomial_cdfs(n, mid, k)[-1] > 1 - confidence else (low, mid)
+        low, high = (mid, high) if binomial_cdfs(n, mid, coefficients)[-1] > 1 - confidence else (low, mid)
     return high
 
 
@@ -81,9 +85,12 @@ def wrong_at_most(accepted: int, promised: float, confidence: float = 0.95) -> i
     """How many of `accepted` records can be wrong in a `confidence` share of batches while the promise holds: the
     smallest k with P(X <= k) >= confidence, X ~ Binomial(accepted, promised). The promise is a rate over batches;
     this is how far one batch of this size strays from it by chance (40 accepted at 5%: up to 4, 10%)."""
+    if not (0 < promised < 1 and 0 < confidence < 1):
+        raise ValueError(f"need 0 < promised < 1 and 0 < confidence < 1, got {promised} and {confidence}")
     if accepted == 0:
         return 0
-    return int(np.searchsorted(binomial_cdfs(accepted, promised, accepted), confidence))
+    cdfs = binomial_cdfs(accepted, promised, log_choose(accepted, accepted))
+    return min(int(np.searchsorted(cdfs, confidence)), accepted)  # rounding can leave the last CDF a hair under 1
 
 
 class AuditedRate(BaseModel):
@@ -152,7 +159,7 @@ class BatchSpread(BaseModel):
     def describe(self) -> str:
         share = self.wrong_at_most / self.accepted
         return (
-            f"{self.accepted:,} accepted: with the promise ({self.promised:.0%} wrong) kept, up to {self.wrong_at_most:,} of them "
+            f"{self.accepted:,} accepted: with the promise ({self.promised:.1%} wrong) kept, up to {self.wrong_at_most:,} of them "
             f"({share:.1%}) are wrong in {self.confidence:.0%} of batches this size; the promise is a rate over batches"
         )
 
