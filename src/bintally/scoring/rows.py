@@ -54,10 +54,15 @@ def outcome_of(row: dict, classes: CountClasses) -> CountScore | str:
     return CountScore(count=count, at_least=classes.is_open(count), confidence=float(row["confidence"]), probabilities=probabilities)
 
 
+def is_complete(row: dict, header: list[str]) -> bool:
+    """Every column and no more, and a uri. A row cut short by a kill during a write fails this (csv fills its
+    missing fields with None, and puts extra ones under None)."""
+    return None not in row and all(row.get(k) is not None for k in header) and bool(row["uri"])
+
+
 def is_scored(row: dict, header: list[str]) -> bool:
-    """A complete, well-formed row of a scored photo: every column, no error, numbers where numbers go.
-    A row cut short by a kill during a write fails this (csv fills its missing fields with None)."""
-    if None in row or any(row.get(k) is None for k in header) or row["error"] or not row["uri"]:
+    """A complete, well-formed row of a scored photo: no error, numbers where numbers go."""
+    if not is_complete(row, header) or row["error"]:
         return False
     try:
         int(row["count"])
@@ -68,8 +73,8 @@ def is_scored(row: dict, header: list[str]) -> bool:
 
 
 def is_failed(row: dict, header: list[str]) -> bool:
-    """A complete row of a photo that could not be scored: every column, the uri and its error."""
-    return None not in row and all(row.get(k) is not None for k in header) and bool(row["uri"]) and bool(row["error"])
+    """A complete row of a photo that could not be scored, with its error."""
+    return is_complete(row, header) and bool(row["error"])
 
 
 def resume(out: str, header: list[str], uris: list[str]) -> tuple[set[str], dict[str, str]]:
