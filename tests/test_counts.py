@@ -47,6 +47,9 @@ def test_a_record_of_a_count_the_classes_skip_cannot_be_judged():
     """Classes 0, 2 and 10+ (no 1 or 3-9 in training): records of 1 or 3 have no class, 40 is 10+."""
     classes = CountClasses.from_counts([0, 2, 2, 10, 14], top=10)
     assert [classes.contains(r) for r in (1, 2, 3, 9, 10, 40)] == [False, True, False, False, True, True]
+    assert classes.contains_each([1, 2, 3, 9, 10, 40]).tolist() == [False, True, False, False, True, True]
+    assert classes.is_open_each([2, 9, 10, 40]).tolist() == [False, False, True, True]
+    assert not CountClasses(values=[1, 2, 3]).is_open_each([3, 40]).any()
 
 
 def test_ranges_are_those_the_classes_reach():

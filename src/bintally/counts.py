@@ -68,7 +68,11 @@ class CountClasses(BaseModel):
     def contains(self, count: int) -> bool:
         """Whether a true or recorded count has a class here: any count of K or more with an open top, else one of
         the counts the classes name (so a record of a count the classes skip cannot be judged)."""
-        return int(self.clip([count])[0]) in self.values
+        return bool(self.contains_each([count])[0])
+
+    def contains_each(self, counts: Sequence[int] | np.ndarray) -> np.ndarray:
+        """`contains`, count by count."""
+        return np.isin(self.clip(counts), self.values)
 
     def index(self, counts: Sequence[int] | np.ndarray) -> np.ndarray:
         """Class indices of counts the classes contain (check `contains` first)."""
@@ -76,7 +80,11 @@ class CountClasses(BaseModel):
 
     def is_open(self, count: int) -> bool:
         """Whether a count can only be told as "K or more" by this model."""
-        return self.open_top and count >= self.top
+        return bool(self.is_open_each([count])[0])
+
+    def is_open_each(self, counts: Sequence[int] | np.ndarray) -> np.ndarray:
+        """`is_open`, count by count."""
+        return self.open_top & (np.asarray(counts, dtype=np.int64) >= self.top)
 
     def ranges(self) -> dict[str, tuple[int, int]]:
         """Name -> inclusive range of class values, for the ranges these classes reach: 0, 1-5, 6 to K-1, K+."""

@@ -89,7 +89,7 @@ def split_logits(
 
 def class_targets(counts: np.ndarray, classes: CountClasses) -> tuple[np.ndarray, np.ndarray]:
     """Which rows have a count among the classes (any count, with an open top class), and those rows' class indices."""
-    known = np.isin(classes.clip(counts), classes.values)  # `CountClasses.contains`, row by row
+    known = classes.contains_each(counts)
     return known, classes.index(counts[known])
 
 

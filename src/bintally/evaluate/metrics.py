@@ -78,7 +78,7 @@ def range_metrics(true_counts: Counts, probabilities: np.ndarray, classes: Count
         more, fewer = p[:, above].sum(axis=1), true > high
         if fewer.any() and (~fewer).any():
             out["more_than_5_auc"] = rank_auc(more[~fewer], more[fewer])
-    small = (values >= low) & (values <= high) & ~np.array([classes.is_open(int(v)) for v in values])
+    small = (values >= low) & (values <= high) & ~classes.is_open_each(values)
     inside = (true >= low) & (true <= high)
     if small.sum() >= 2 and not small.all() and inside.any():
         answered = values[small][p[inside][:, small].argmax(axis=1)]

@@ -94,7 +94,7 @@ def simulate(
         weight=chances * share[bins],
         bin=bins,
         truth=classes.clip(truth),
-        acceptable=np.array([not classes.is_open(int(r)) for r in recorded]),
+        acceptable=~classes.is_open_each(recorded),
     )
 
 

@@ -193,10 +193,10 @@ def decide_many(
     record's decision ("accept", "review", "mismatch") and the four statistics, 0 for a record outside the classes
     (which goes to review). `reconcile` is this for one record."""
     expected = np.asarray(expected, dtype=np.int64)
-    known = np.isin(classes.clip(expected), classes.values)  # `CountClasses.contains`, record by record
+    known = classes.contains_each(expected)
     recorded = classes.index(np.where(known, expected, classes.values[0]))
     stats = {name: np.where(known, value, 0.0) for name, value in statistics(probabilities, recorded, classes, policy.errors).items()}
-    exact = known & ~(classes.open_top & (expected >= classes.top))  # a record of K+ is never accepted (`is_open`)
+    exact = known & ~classes.is_open_each(expected)  # a record of K+ is never accepted
     accept = exact & accepts(stats[policy.accept_statistic], policy.accept_at)
     flag = known & ~accept & flags(policy.flag_statistic, stats[policy.flag_statistic], policy.flag_at)
     return np.where(accept, "accept", np.where(flag, "mismatch", "review")), stats
