@@ -39,9 +39,8 @@ from matplotlib.figure import Figure
 
 from bintally.counts import CountClasses
 from bintally.data.manifest import read_manifest
-from bintally.evaluate.calibrate import CalibrateConfig, calibrate, class_targets, split_logits
+from bintally.evaluate.calibrate import CalibrateConfig, calibrate, split_probabilities
 from bintally.model.artifact import load_artifact
-from bintally.model.calibration import softmax
 from bintally.reconcile.fit import Outcome, Targets, accept_curve, fit_policy, flag_curve, outcome, outcome_by_range, simulate
 from bintally.reconcile.policy import ACCEPT_STATISTICS, FLAG_STATISTICS, STATISTIC_TEXT, DecisionPolicy, RecordErrors, decide_many
 from bintally.reconcile.prior import adapt_to_batch
@@ -263,16 +262,12 @@ def main() -> None:
     errors, targets = RecordErrors.model_validate(policy.fitted["errors"]), Targets.model_validate(policy.fitted["targets"])
     manifest = read_manifest(args.manifest)
     # The same fit on the same validation split with the model-only statistics, for comparison.
-    val_logits, val_counts = split_logits(artifact, manifest, policy.fitted["split"], args.device)
     classes = spec.count_classes
-    val_known, _ = class_targets(val_counts, classes)
-    val_probabilities, val_truth = softmax(val_logits[val_known], spec.temperature), val_counts[val_known]
+    val_probabilities, val_truth = split_probabilities(artifact, manifest, policy.fitted["split"], args.device)
     model_only = fit_policy(
         val_probabilities, val_truth.tolist(), classes, targets, errors, accept_statistics=["match"], flag_statistics=["match", "far"]
     )
-    logits, counts = split_logits(artifact, manifest, args.split, args.device)
-    known, _ = class_targets(counts, classes)
-    probabilities, truth = softmax(logits[known], spec.temperature), counts[known]
+    probabilities, truth = split_probabilities(artifact, manifest, args.split, args.device)
     records = simulate(probabilities, truth.tolist(), classes, errors)
     rows = {
         "fitted on validation": outcome(records, policy),
@@ -306,7 +301,7 @@ def main() -> None:
         if args.batch_sizes
     }
     ceiling = best_possible(records, targets)
-    print(f"{spec.name} {spec.version} on the {args.split} split ({int(known.sum()):,} bins), temperature {spec.temperature:.3f}")
+    print(f"{spec.name} {spec.version} on the {args.split} split ({len(truth):,} bins), temperature {spec.temperature:.3f}")
     print(f"policy (fitted on {policy.fitted['split']}): {policy.describe()}")
     print(f"model-only statistics (fitted on {policy.fitted['split']}): {model_only.describe()}")
     print(summary)
@@ -323,7 +318,7 @@ def main() -> None:
         "model": {"name": spec.name, "version": spec.version, "path": args.model, "test_metrics": spec.metrics or None},
         "manifest": args.manifest,
         "split": args.split,
-        "bins": int(known.sum()),
+        "bins": len(truth),
         "temperature": spec.temperature,
         "calibration": spec.calibration,
         "policy": policy.model_dump(),

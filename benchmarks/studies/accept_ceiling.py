@@ -22,9 +22,8 @@ import numpy as np
 from _results import RESULTS, write_result
 
 from bintally.data.manifest import read_manifest
-from bintally.evaluate.calibrate import class_targets, split_logits
+from bintally.evaluate.calibrate import split_probabilities
 from bintally.model.artifact import load_artifact
-from bintally.model.calibration import softmax
 from bintally.reconcile.fit import accept_curve, simulate
 from bintally.reconcile.policy import RecordErrors
 
@@ -56,9 +55,7 @@ def main() -> None:
         if classes is not None and artifact.spec.count_classes.labels != classes.labels:
             raise SystemExit(f"{model} counts {artifact.spec.count_classes.labels}, not {classes.labels}")
         classes = artifact.spec.count_classes
-        logits, counts = split_logits(artifact, manifest, args.split, args.device)
-        known, _ = class_targets(counts, classes)
-        members[model], truth = softmax(logits[known], artifact.spec.temperature), counts[known]
+        members[model], truth = split_probabilities(artifact, manifest, args.split, args.device)
     assert classes is not None and truth is not None
     results = {model: ceilings(p, truth, classes, errors) for model, p in members.items()}
     if len(members) > 1:

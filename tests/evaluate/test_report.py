@@ -107,6 +107,20 @@ def test_training_fitted_the_temperature_and_policy_and_calibrate_refits_them(ev
     assert refused.exit_code == 2 and "holds the test rows" in " ".join(refused.output.replace("│", " ").split())
 
 
+def test_split_probabilities_are_the_calibrated_softmax_of_the_split(evaluated, small_manifest):
+    """What the decision benchmarks decide on: the validation rows' logits through the artifact's temperature, in
+    the manifest's order, with their recorded counts."""
+    from bintally.evaluate.calibrate import split_logits, split_probabilities
+    from bintally.model.calibration import softmax
+
+    artifact, manifest = load_artifact(str(evaluated[0])), read_manifest(str(small_manifest))
+    probabilities, counts = split_probabilities(artifact, manifest, "val", "cpu")
+    logits, recorded = split_logits(artifact, manifest, "val", "cpu")
+    assert counts.tolist() == recorded.tolist() == [r.count for r in manifest.split("val")]
+    assert artifact.spec.temperature != 1.0
+    np.testing.assert_allclose(probabilities, softmax(logits, artifact.spec.temperature), rtol=1e-6)
+
+
 def test_calibrate_reads_the_split_from_shards(evaluated, small_manifest, small_shards, monkeypatch):
     """`bintally calibrate --shards`: the validation photos streamed from the manifest's shards (no photo file read:
     the file dataset raises), the same fit as from the files."""

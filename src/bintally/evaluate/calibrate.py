@@ -87,6 +87,14 @@ def split_logits(
     return predict_logits(artifact.torch_model(str(target)), loader, target)
 
 
+def split_probabilities(artifact: ModelArtifact, manifest: Manifest, split: str, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The artifact's calibrated probabilities [N, K] (its temperature) and the recorded counts [N] over the rows of
+    one split whose counts have a class: what its decisions are made on."""
+    logits, counts = split_logits(artifact, manifest, split, device)
+    known, _ = class_targets(counts, artifact.spec.count_classes)
+    return softmax(logits[known], artifact.spec.temperature), counts[known]
+
+
 def class_targets(counts: np.ndarray, classes: CountClasses) -> tuple[np.ndarray, np.ndarray]:
     """Which rows have a count among the classes (any count, with an open top class), and those rows' class indices."""
     known = classes.contains_each(counts)
