@@ -13,12 +13,11 @@ a policy (`bintally calibrate` fits that, with a confidence margin).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-import _benchmarks  # noqa: F401  (the maintained benchmarks' helpers, from the folder above)
 import numpy as np
+from _benchmarks import models_on_a_split  # first: the maintained benchmarks' helpers, from the folder above
 from _results import RESULTS, write_result
 
 from bintally.data.manifest import read_manifest
@@ -39,11 +38,7 @@ def ceilings(probabilities: np.ndarray, truth: np.ndarray, classes, errors: Reco
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("manifest")
-    parser.add_argument("models", nargs="+")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--device", default="auto")
+    parser = models_on_a_split(__doc__)
     parser.add_argument("--out", type=Path, default=RESULTS / "accept-ceiling-val.json")
     args = parser.parse_args()
 

@@ -13,12 +13,11 @@ so the ensemble's photos/s is one over their sum. Writes JSON under benchmarks/r
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-import _benchmarks  # noqa: F401  (the maintained benchmarks' helpers, from the folder above)
 import numpy as np
+from _benchmarks import models_on_a_split  # first: the maintained benchmarks' helpers, from the folder above
 from _results import RESULTS, write_result
 from torch.utils.data import DataLoader
 
@@ -52,11 +51,7 @@ def scored(probabilities: np.ndarray, counts: np.ndarray) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("manifest")
-    parser.add_argument("models", nargs="+")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--device", default="auto")
+    parser = models_on_a_split(__doc__)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/ensemble-SPLIT.json)")
     args = parser.parse_args()

@@ -51,3 +51,12 @@ def test_each_bound_gets_the_most_records_its_error_allows_by_hand():
     assert 0.02 < c * two / (260 * third) <= 0.03 and (b + c) * two / (260 * fifth) <= 0.05  # the steps are as said
     shares = ceilings(probabilities, np.ones(260, int), CLASSES, errors)["accepted_at_most_wrong"]
     assert shares["2%"] == pytest.approx(a * right / 260) and shares["3%"] == pytest.approx(third) and shares["5%"] == pytest.approx(fifth)
+
+
+def test_the_studies_comparing_models_read_the_same_arguments():
+    # Tried: a manifest, two models and a split, as accept_ceiling.py and ensemble.py take them. Must hold: each
+    # model kept in order, the split as given, the device auto unless given.
+    from _benchmarks import models_on_a_split
+
+    args = models_on_a_split("a study").parse_args(["m.parquet", "runs/a", "runs/b", "--split", "test"])
+    assert (args.manifest, args.models, args.split, args.device) == ("m.parquet", ["runs/a", "runs/b"], "test", "auto")
