@@ -95,16 +95,22 @@ def test_training_fitted_the_temperature_and_policy_and_calibrate_refits_them(ev
     run, _ = evaluated
     spec = load_artifact(str(run)).spec
     assert spec.calibration["split"] == "val" and spec.decision_policy is not None
-    assert spec.decision_policy.fitted["targets"] == {"max_accepted_error": 0.05, "max_false_flags": 0.05, "confidence": 0.95}
+    defaults = {"max_accepted_error": 0.05, "max_false_flags": 0.05, "confidence": 0.95, "batch": None}
+    assert spec.decision_policy.fitted["targets"] == defaults
     args = ["--max-accepted-error", "0.2", "--error-rate", "0.3", "--confidence", "0.9"]
     result = invoke("calibrate", str(run), str(small_manifest), *args)
     refit = load_artifact(str(run)).spec
-    assert refit.decision_policy.fitted["targets"] == {"max_accepted_error": 0.2, "max_false_flags": 0.05, "confidence": 0.9}
+    assert refit.decision_policy.fitted["targets"] == defaults | {"max_accepted_error": 0.2, "confidence": 0.9}
     assert refit.decision_policy.fitted["errors"]["rate"] == 0.3
     assert refit.temperature == pytest.approx(spec.temperature)  # same data, same model: the same fit
     assert "temperature" in result.output and "policy:" in result.output
     refused = CliRunner().invoke(app, ["calibrate", str(run), str(small_manifest), "--split", "test"])
     assert refused.exit_code == 2 and "holds the test rows" in " ".join(refused.output.replace("│", " ").split())
+    per_batch = invoke("calibrate", str(run), str(small_manifest), "--batch-records", "500", "--batch-max-error", "0.1")
+    fitted = load_artifact(str(run)).spec.decision_policy.fitted
+    assert fitted["targets"]["batch"] == {"records": 500, "max_error": 0.1, "share": 0.95}
+    assert "batches of 500 records" in " ".join(per_batch.output.split())
+    assert CliRunner().invoke(app, ["calibrate", str(run), str(small_manifest), "--batch-records", "0"]).exit_code == 2
 
 
 def test_split_probabilities_are_the_calibrated_softmax_of_the_split(evaluated, small_manifest):

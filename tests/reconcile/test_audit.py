@@ -89,6 +89,10 @@ def test_how_many_accepted_records_a_batch_may_get_wrong_by_hand():
     spread = batch_spread(40, promising)
     assert spread is not None and (spread.wrong_at_most, spread.promised) == (4, 0.05)
     assert batch_spread(0, promising) is None and batch_spread(40, DecisionPolicy()) is None
+    assert spread.describe().endswith("the promise is a rate over batches")
+    per_batch = DecisionPolicy(fitted=FITTED | {"targets": FITTED["targets"] | {"batch": {"records": 811, "max_error": 0.08}}})
+    spread = batch_spread(40, per_batch)
+    assert spread is not None and spread.describe().endswith("fitted to keep at most 8% wrong in 95% of batches of 811 records")
     with pytest.raises(ValueError, match="confidence"):
         wrong_at_most(40, 0.05, confidence=1.0)
 

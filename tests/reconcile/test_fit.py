@@ -6,7 +6,19 @@ import numpy as np
 import pytest
 
 from bintally.counts import CountClasses
-from bintally.reconcile.fit import MIN_SUPPORT, Outcome, Targets, fit_accept, fit_flag, fit_policy, outcome, resampled_weights, simulate
+from bintally.reconcile.binomial import batch_share_above
+from bintally.reconcile.fit import (
+    MIN_SUPPORT,
+    BatchTarget,
+    Outcome,
+    Targets,
+    fit_accept,
+    fit_flag,
+    fit_policy,
+    outcome,
+    resampled_weights,
+    simulate,
+)
 from bintally.reconcile.policy import DecisionPolicy, RecordErrors
 
 CLASSES = [1, 2, 3, 4, 5]
@@ -119,6 +131,32 @@ def test_with_confidence_the_target_holds_in_that_share_of_resamples_and_costs_a
     new_records = simulate(new_probs, new_truths, CLASSES, RecordErrors())
     accepted_error = outcome(new_records, DecisionPolicy(accept_at=sure, flag_at=None)).accepted_error
     assert accepted_error is not None and accepted_error <= 0.05
+
+
+def test_a_batch_target_holds_each_batch_under_its_cap_and_costs_acceptance_only_where_batches_are_small():
+    """400 bins, most unsure (the true count's probability drawn from 0.95 x Beta(1, 6), seeded), so about 15% of
+    records are accepted within 5% wrong. Fitted in expectation without a batch target, batches of 811 records pass
+    8% wrong in 6.2% of batches; with the target for 811 the fit accepts no more and its batches pass in at most 5%;
+    for batches of 200 it accepts less again; for 5,000, where the share hardly strays, it fits as without one."""
+    rng = np.random.default_rng(1)
+    truths = [int(c) for c in rng.integers(1, 6, 400)]
+    probs = np.vstack([confident([t], p)[0] for t, p in zip(truths, 0.95 * rng.beta(1, 6, 400))])
+    records = simulate(probs, truths, CLASSES, RecordErrors())
+
+    def fitted(batch: BatchTarget | None) -> tuple[float, float]:
+        threshold, accepted = fit_accept(records, "match", 0.05, batch=batch)
+        error = outcome(records, DecisionPolicy(accept_at=threshold, flag_at=None)).accepted_error
+        assert error is not None and error <= 0.05
+        return accepted, error
+
+    plain, for_811, for_200, for_5000 = (fitted(b) for b in (None, *(BatchTarget(records=n) for n in (811, 200, 5000))))
+    assert batch_share_above(811, *plain, 0.08) > 0.05
+    assert batch_share_above(811, *for_811, 0.08) <= 0.05 and for_811[0] <= plain[0]
+    assert batch_share_above(200, *for_200, 0.08) <= 0.05 and for_200[0] < for_811[0]
+    assert for_5000 == plain
+    policy = fit_policy(probs, truths, CLASSES, Targets(batch=BatchTarget(records=811)), RecordErrors())
+    assert policy.fitted["targets"]["batch"] == {"records": 811, "max_error": 0.08, "share": 0.95}
+    assert policy.fitted["batch_above"] <= 0.05
 
 
 def test_a_resample_that_accepts_nothing_does_not_meet_the_target():

@@ -89,7 +89,7 @@ def test_a_policy_fitted_on_balanced_bins_keeps_its_promise_on_a_skewed_batch_on
     the policy as fitted, on the batch as scored, does not. At four seed pairs: 4.7-5.0% wrong among 65-67%
     accepted, against 5.2-5.4% among 59-64%."""
     from bintally.counts import CountClasses
-    from bintally.reconcile.fit import Targets, fit_policy, outcome, simulate
+    from bintally.reconcile.fit import BatchTarget, Targets, fit_policy, outcome, simulate
     from bintally.reconcile.policy import RecordErrors
     from bintally.reconcile.prior import adapt_to_batch
 
@@ -110,6 +110,9 @@ def test_a_policy_fitted_on_balanced_bins_keeps_its_promise_on_a_skewed_batch_on
     fitted_again = outcome(simulate(adapted.probabilities, batch_truth.tolist(), classes, errors), adapted.policy)
     assert fitted_again.accepted_error is not None and fitted_again.accepted_error <= 0.05 + 0.005
     assert as_fitted.accepted_error is not None and as_fitted.accepted_error > 0.05
+    # A batch target is fitted again for the batch at hand, of its own size.
+    per_batch = fit_policy(fit_p, fit_truth.tolist(), classes, Targets(confidence=None, batch=BatchTarget(records=811)), errors)
+    assert adapt_to_batch(batch_p[:300], fit_p, fit_truth, classes, per_batch).policy.fitted["targets"]["batch"]["records"] == 300
 
 
 def test_the_map_estimate_keeps_a_share_that_plain_em_drives_to_zero_on_a_poor_model():

@@ -9,8 +9,10 @@ import typer
 from bintally.cli.app import app, console, make_config, reported_errors
 from bintally.cli.reconcile import ERRORS, TARGETS, parse_sizes
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
-from bintally.reconcile.fit import Targets
+from bintally.reconcile.fit import BatchTarget, Targets
 from bintally.reconcile.policy import RecordErrors
+
+BATCH = {name: BatchTarget.model_fields[name].default for name in ("max_error", "share")}
 
 
 @app.command("calibrate")
@@ -23,6 +25,11 @@ def calibrate_cmd(
     confidence: Annotated[
         float | None, typer.Option(help="share of bootstrap resamples of the bins in which each target must hold")
     ] = TARGETS.confidence,
+    batch_records: Annotated[
+        int | None, typer.Option(help="also keep each batch of this many records under --batch-max-error [default: no batch target]")
+    ] = None,
+    batch_max_error: Annotated[float, typer.Option(help="of a batch's accepted records, at most this share wrong")] = BATCH["max_error"],
+    batch_share: Annotated[float, typer.Option(help="in at least this share of batches")] = BATCH["share"],
     error_rate: Annotated[float, typer.Option(help="simulated share of wrong records")] = ERRORS.rate,
     error_sizes: Annotated[str, typer.Option(help="how far off wrong records are, SIZE:SHARE")] = ",".join(
         f"{d}:{s:g}" for d, s in ERRORS.sizes.items()
@@ -36,7 +43,10 @@ def calibrate_cmd(
     device: str = "auto",
 ) -> None:
     """Fit the temperature (probabilities) and the decision policy on validation data, into the artifact."""
-    targets = make_config(Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags, confidence=confidence)
+    batch = None if batch_records is None else make_config(BatchTarget, records=batch_records, max_error=batch_max_error, share=batch_share)
+    targets = make_config(
+        Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags, confidence=confidence, batch=batch
+    )
     errors = make_config(RecordErrors, rate=error_rate, sizes=parse_sizes(error_sizes))
     chosen = None if flips is None else [f for f in flips.split(",") if f and f != "none"]
     cfg = make_config(
@@ -65,6 +75,11 @@ def calibrate_cmd(
         console.print(
             f"on {r.split}: accepts {o['accepted']:.1%} of records ({error} of them wrong), flags {o['false_flags']:.1%} of correct "
             f"records and {o['recall']['2+']:.1%} of those off by 2+, sends {o['review']:.1%} to review"
+        )
+    if target := fitted.get("targets", {}).get("batch"):
+        console.print(
+            f"  batches of {target['records']:,} records: over {target['max_error']:.0%} of the accepted ones wrong in "
+            f"{fitted['batch_above']:.1%} of them at these rates (at most {1 - target['share']:.0%} allowed)"
         )
     for name, part in fitted.get("by_range", {}).items():
         error = "-" if part["accepted_error"] is None else f"{part['accepted_error']:.1%}"

@@ -24,12 +24,13 @@ to confirm it.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from bintally.reconcile.binomial import binomial_cdfs, log_choose
+from bintally.reconcile.fit import BatchTarget, Targets
 from bintally.reconcile.policy import DecisionPolicy, Reconciliation
 
 AUDITED_DECISIONS = ("accept", "mismatch")  # reviewed records are counted by a person anyway
@@ -49,20 +50,6 @@ def is_marked(record_id: str, decision: str | None, rate: float, seed: int) -> b
 def audit_marks(ids: Sequence[str], decisions: Sequence[str | None], rate: float, seed: int) -> list[bool]:
     """For each record, whether it is marked: a share `rate` of the accepted and of the flagged records."""
     return [is_marked(i, d, rate, seed) for i, d in zip(ids, decisions, strict=True)]
-
-
-def log_choose(n: int, k: int) -> np.ndarray:
-    """log C(n, j) for j = 0..k."""
-    return np.array([math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) for j in range(k + 1)])
-
-
-def binomial_cdfs(n: int, p: float, log_coefficients: np.ndarray) -> np.ndarray:
-    """P(X <= j) for j = 0..k, X ~ Binomial(n, p) with 0 < p < 1, from `log_choose(n, k)`: summed in log space so
-    large n neither overflows nor underflows."""
-    j = np.arange(len(log_coefficients))
-    log_pmf = log_coefficients + j * math.log(p) + (n - j) * math.log1p(-p)
-    top = log_pmf.max()
-    return np.minimum(math.exp(top) * np.cumsum(np.exp(log_pmf - top)), 1.0)
 
 
 def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
@@ -155,12 +142,19 @@ class BatchSpread(BaseModel):
     promised: float  # the fitted policy's rate of wrong records among accepted ones
     wrong_at_most: int  # in `confidence` of batches of this many accepted records, while the promise holds
     confidence: float
+    target: BatchTarget | None = None  # the batch promise the policy was fitted to, if any
 
     def describe(self) -> str:
         share = self.wrong_at_most / self.accepted
+        kept = (
+            "the promise is a rate over batches"
+            if self.target is None
+            else f"the policy was fitted to keep at most {self.target.max_error:.0%} wrong in {self.target.share:.0%} of batches "
+            f"of {self.target.records:,} records"
+        )
         return (
             f"{self.accepted:,} accepted: with the promise ({self.promised:.1%} wrong) kept, up to {self.wrong_at_most:,} of them "
-            f"({share:.1%}) are wrong in {self.confidence:.0%} of batches this size; the promise is a rate over batches"
+            f"({share:.1%}) are wrong in {self.confidence:.0%} of batches this size; {kept}"
         )
 
 
@@ -169,8 +163,13 @@ def batch_spread(accepted: int, policy: DecisionPolicy, confidence: float = 0.95
     promised, _ = promises(policy)
     if promised is None or accepted == 0:
         return None
+    target = Targets.model_validate(policy.fitted["targets"]).batch if policy.fitted else None
     return BatchSpread(
-        accepted=accepted, promised=promised, wrong_at_most=wrong_at_most(accepted, promised, confidence), confidence=confidence
+        accepted=accepted,
+        promised=promised,
+        wrong_at_most=wrong_at_most(accepted, promised, confidence),
+        confidence=confidence,
+        target=target,
     )
 
 

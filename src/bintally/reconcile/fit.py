@@ -9,7 +9,9 @@ with its weight, so the numbers are exact expectations, free of sampling noise.
 
 Fitting picks, for each accept statistic, the lowest threshold whose accepted
 records are at most `max_accepted_error` wrong (by default in 95% of bootstrap
-resamples of the labelled bins, so that the target holds beyond them), and keeps the statistic that
+resamples of the labelled bins, so that the target holds beyond them) and, with a batch target, whose
+batches of that many records stay under its cap often enough (`BatchTarget`: the rate is over batches, and a
+small batch's share strays far from it by chance; averaged over the same resamples), and keeps the statistic that
 accepts the most; then, for each flag statistic, the threshold that flags the
 most wrong records while flagging at most `max_false_flags` of the correct
 ones, keeping the statistic that catches the most records off by two or more.
@@ -28,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bintally.counts import CountClasses
+from bintally.reconcile.binomial import batch_share_above
 from bintally.reconcile.policy import (
     ACCEPT_STATISTICS,
     FAR,
@@ -49,12 +52,23 @@ MIN_SUPPORT = 20  # a threshold is only trusted if records of at least this many
 RESAMPLES = 200  # bootstrap draws of the labelled bins, for the confidence of a fitted threshold
 
 
+class BatchTarget(BaseModel):
+    """A promise about each batch, beside the rate over batches: in `share` of batches of `records` records, at most
+    `max_error` of the accepted ones wrong. A batch of 811 records accepting 40 at 5% wrong has 4 or more of them
+    wrong (10%) in about one batch of nine; holding every batch under a cap costs accepted records."""
+
+    records: int = Field(gt=0, description="records in a batch")
+    max_error: float = Field(0.08, gt=0, lt=1, description="of a batch's accepted records, at most this share wrong")
+    share: float = Field(0.95, gt=0, lt=1, description="in at least this share of batches")
+
+
 class Targets(BaseModel):
     max_accepted_error: float = Field(0.05, gt=0, lt=1, description="of records accepted, at most this share wrong")
     max_false_flags: float = Field(0.05, gt=0, lt=1, description="of correct records, at most this share flagged")
     # A threshold meets a target only if it does in this share of bootstrap resamples of the labelled bins
     # (a one-sided bound: a few hundred validation bins are noisy); None: in expectation on them.
     confidence: float | None = Field(0.95, gt=0, lt=1)
+    batch: BatchTarget | None = None  # None: the accepted-error target is a rate over batches only
 
 
 @dataclass(frozen=True)
@@ -195,20 +209,39 @@ def flag_curve(
     return v[last], false_flags, recall, bins_passing(records, order, last)
 
 
+def batch_above(batch: BatchTarget, accepted: float, error: float) -> float:
+    """How often a batch passes `batch.max_error` where each record is accepted with chance `accepted` and an
+    accepted one is wrong with chance `error`."""
+    return batch_share_above(batch.records, accepted, error, batch.max_error)
+
+
 def fit_accept(
-    records: Records, statistic: AcceptStatistic, max_error: float, confidence: float | None = None, resampled: np.ndarray | None = None
+    records: Records,
+    statistic: AcceptStatistic,
+    max_error: float,
+    confidence: float | None = None,
+    resampled: np.ndarray | None = None,
+    batch: BatchTarget | None = None,
 ) -> tuple[float | None, float]:
     """The lowest threshold (the most records accepted) whose accepted records meet `max_error` (in expectation,
-    or in `confidence` of bootstrap resamples: `resampled`, drawn here if not given), and the share it accepts;
-    (None, 0) if none does."""
+    or in `confidence` of bootstrap resamples: `resampled`, drawn here if not given) and `batch`, and the share it
+    accepts; (None, 0) if none does. With resamples, a batch's chance of passing its cap is averaged over them (the
+    chance for a batch yet to come, the rates' uncertainty included); without, it is taken at the rates measured."""
     thresholds, accepted, error, support = accept_curve(records, statistic)
+    rates = np.array([accepted, error])[:, None]  # [2, 1 or draws, T]: the rates a batch is judged at
     if confidence is not None:
         weights = resampled_weights(records) if resampled is None else resampled
-        error = np.quantile(accept_curve(records, statistic, weights)[2], confidence, axis=0)
-    ok = (error <= max_error) & (support >= MIN_SUPPORT)
-    if not ok.any():
+        _, drawn_accepted, drawn_error, _ = accept_curve(records, statistic, weights)
+        error = np.quantile(drawn_error, confidence, axis=0)
+        rates = np.array([drawn_accepted / weights.sum(axis=-1, keepdims=True), drawn_error])
+
+    def keeps_batches(i: int) -> bool:
+        return batch is None or bool(np.mean([batch_above(batch, a, e) for a, e in rates[:, :, i].T]) <= 1 - batch.share)
+
+    ok = np.flatnonzero((error <= max_error) & (support >= MIN_SUPPORT))
+    best = next((i for i in ok[::-1] if keeps_batches(i)), None)  # loosest first: the batch sum runs until one passes
+    if best is None:
         return None, 0.0
-    best = np.flatnonzero(ok)[-1]
     return float(thresholds[best]), float(accepted[best])
 
 
@@ -244,6 +277,7 @@ class FitReport(BaseModel):
     recall_2plus: dict[str, float]  # for each flag statistic, at its fitted threshold: the choice's reason
     outcome: Outcome  # the fitted policy on the data it was fitted on
     by_range: dict[str, Outcome] = {}  # the same, by the bins' true count: "0", "1-5", "6-9", "10+" (`CountClasses.ranges`)
+    batch_above: float | None = None  # with a batch target: the share of such batches passing its cap, at the outcome's rates
     notes: list[str]
 
 
@@ -268,14 +302,15 @@ def fit_policy(
     with its report in `fitted` (choosing among the statistics given: fewer, to measure what the others add)."""
     records = simulate(probabilities, true_counts, classes, errors, bin_weights)
     c, resampled = targets.confidence, resampled_weights(records) if targets.confidence is not None else None  # drawn once
-    accepting = {s: fit_accept(records, s, targets.max_accepted_error, c, resampled) for s in accept_statistics}
+    accepting = {s: fit_accept(records, s, targets.max_accepted_error, c, resampled, targets.batch) for s in accept_statistics}
     accept_statistic = best_of(accepting, accept_statistics)
     accepted = accepts(records.stats[accept_statistic], accepting[accept_statistic][0]) & records.acceptable
     flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted, c, resampled) for s in flag_statistics}
     flag_statistic = best_of(flagging, flag_statistics)
     notes = []
     if accepting[accept_statistic][0] is None:
-        notes.append(f"no threshold keeps accepted records within {targets.max_accepted_error:.0%} wrong: never accepts")
+        batch = "" if targets.batch is None else f", and {targets.batch.max_error:.0%} in {targets.batch.share:.0%} of batches"
+        notes.append(f"no threshold keeps accepted records within {targets.max_accepted_error:.0%} wrong{batch}: never accepts")
     if flagging[flag_statistic][0] is None:
         notes.append(f"no threshold flags records within {targets.max_false_flags:.0%} false flags: never flags")
     policy = _separate(
@@ -288,6 +323,7 @@ def fit_policy(
             fitted=None,
         )
     )
+    fitted = outcome(records, policy)
     report = FitReport(
         targets=targets,
         errors=errors,
@@ -296,8 +332,9 @@ def fit_policy(
         manifest_digest=manifest_digest,
         accepted={s: a for s, (_, a) in accepting.items()},
         recall_2plus={s: r for s, (_, r) in flagging.items()},
-        outcome=outcome(records, policy),
+        outcome=fitted,
         by_range=outcome_by_range(records, policy, CountClasses.of(classes)),
+        batch_above=None if targets.batch is None else batch_above(targets.batch, fitted.accepted, fitted.accepted_error or 0.0),
         notes=notes,
     )
     return DecisionPolicy.model_validate(policy.model_dump() | {"fitted": report.model_dump(mode="json")})

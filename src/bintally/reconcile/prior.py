@@ -157,8 +157,9 @@ def adapt_to_batch(
 ) -> BatchPolicy:
     """The batch's count distribution (EM by count range on its posteriors [N, K], their class biases corrected on
     the fitting bins first: `bias_offsets`), its posteriors under it, and the policy fitted again as it was
-    fitted (same targets, error model and statistics) on its fitting bins re-weighted to that distribution, their
-    posteriors adjusted alike: the promise is then about records of this batch's bins.
+    fitted (same targets, with a batch target for this batch's own size; same error model and statistics) on its
+    fitting bins re-weighted to that distribution, their posteriors adjusted alike: the promise is then about
+    records of this batch's bins.
     `fit_weights` [N]: the weights the policy was fitted with (`fit.simulate`'s bin_weights), if any.
     Raises TooFewPhotos for a small batch; `policy` must carry its fit report."""
     if policy.fitted is None:
@@ -174,11 +175,14 @@ def adapt_to_batch(
     ratio = (np.asarray(estimate.prior) / (fitted @ ranges)) @ ranges.T
     batch = fitted * ratio
     weights = ratio[classes.index(fit_counts)] * (1 if fit_weights is None else fit_weights)
+    targets = Targets.model_validate(policy.fitted["targets"])
+    if targets.batch is not None:  # the batch promise is for this batch, of its own size
+        targets = targets.model_copy(update={"batch": targets.batch.model_copy(update={"records": len(probabilities)})})
     refit = fit_policy(
         adjust(fit_probabilities, fitted, batch),
         fit_counts.tolist(),
         classes,
-        Targets.model_validate(policy.fitted["targets"]),
+        targets,
         policy.errors,
         split=f"{policy.fitted['split']}, re-weighted to the batch's count distribution",
         manifest_digest=policy.fitted.get("manifest_digest"),

@@ -1,0 +1,38 @@
+"""The binomial sums behind batch promises, against hand-worked values and a seeded simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bintally.reconcile.binomial import batch_share_above
+
+
+def test_tiny_batches_match_the_hand_worked_sums():
+    """One record: it is accepted and wrong with chance a x e, and then all of the batch's accepted records are
+    wrong. Two records: one accepted (2a(1-a)) and wrong (e), or both accepted (a^2) and one or two wrong at an 8%
+    cap, only both at a 50% cap (1 of 2 is not more than half)."""
+    a, e = 0.3, 0.2
+    assert batch_share_above(1, a, e, 0.08) == pytest.approx(a * e)
+    assert batch_share_above(2, a, e, 0.08) == pytest.approx(2 * a * (1 - a) * e + a**2 * (1 - (1 - e) ** 2))
+    assert batch_share_above(2, a, e, 0.5) == pytest.approx(2 * a * (1 - a) * e + a**2 * e**2)
+
+
+def test_edges_accept_nothing_or_everything():
+    assert batch_share_above(811, 0.0, 0.5, 0.08) == 0.0  # nothing accepted: no share to pass the cap
+    assert batch_share_above(811, 0.05, 0.0, 0.08) == 0.0  # nothing wrong
+    assert batch_share_above(3, 1.0, 1.0, 0.08) == pytest.approx(1.0)
+    assert batch_share_above(25, 1.0, 0.5, 0.08) == pytest.approx(1 - 0.5**25 * (1 + 25 + 300))  # more than 2 of 25 wrong
+
+
+def test_a_batch_of_811_records_against_a_seeded_simulation():
+    """811 records, 5% accepted, 4.5% of those wrong (the default model's pooled rate): the share of batches over
+    8% wrong, computed, is within sampling error of 200,000 simulated batches, and shrinks as batches grow."""
+    rng = np.random.default_rng(0)
+    accepted = rng.binomial(811, 0.05, 200_000)
+    wrong = rng.binomial(accepted, 0.045)
+    above = ((wrong > 0.08 * accepted) & (accepted > 0)).mean()
+    computed = batch_share_above(811, 0.05, 0.045, 0.08)
+    assert computed == pytest.approx(above, abs=4 * np.sqrt(above * (1 - above) / 200_000))
+    assert 0.05 < computed < 0.2
+    assert batch_share_above(4000, 0.05, 0.045, 0.08) < computed / 3
