@@ -4,6 +4,7 @@
     python benchmarks/decisions.py MODEL MANIFEST --refit    # fit the temperature and policy on val again first
     python benchmarks/decisions.py MODEL MANIFEST --draws 1000  # and 1,000 drawn sets of records, one record per bin
     python benchmarks/decisions.py MODEL MANIFEST --draws 1000 --batch-sizes 811 4000 16000  # and batches of other sizes
+    python benchmarks/decisions.py MODEL MANIFEST --draws 1000 --batch-targets 811 4000  # and policies fitted per batch
 
 With --draws, each test bin gets one record per draw (right, or wrong as the error model says: off by 1, 2, 3 at
 60/30/10% of 20%, kept >= 0 with an open top class), decided by `reconcile.policy.decide_many` as
@@ -11,9 +12,9 @@ With --draws, each test bin gets one record per draw (right, or wrong as the err
 count distribution (`reconcile.prior.adapt_to_batch`, as `bintally reconcile --adjust-to-batch` does); and the same two
 for a policy fitted on a balanced sample (validation re-weighted to equal count classes, as a sample of so many bins
 per count would fit it) used on the test bins as they come, the shift the batch adjustment is for. Each row gives the
-pooled error among accepted records, the first five draws', and how many draws passed `--draw-bound` (8%); the last two
-rows fit the policy with a batch target (`reconcile.fit.BatchTarget`: at most `--draw-bound` wrong in 95% of batches
-as large as a drawn set), as fitted and fitted again for the test bins. Also: records of
+pooled error among accepted records, the first five draws', and how many draws passed `--draw-bound` (8%); the last
+rows fit the policy with a batch target (`reconcile.fit.BatchTarget`: at most `--draw-bound` wrong in 95% of batches of
+each `--batch-targets` size, by default a drawn set's; for that size also fitted again for the test bins). Also: records of
 5 for bins that hold 7 or more (an understated record a warehouse most needs caught), and how many are accepted.
 With --batch-sizes, the same policies on batches of other sizes (bins drawn from the test bins with replacement, each
 with its own record): how the draws above the bound fall as a batch, and its accepted records, grow.
@@ -253,6 +254,13 @@ def main() -> None:
         default=[],
         help="with --draws: as many batches of each size (bins drawn with replacement)",
     )
+    parser.add_argument(
+        "--batch-targets",
+        type=int,
+        nargs="*",
+        default=[],
+        help="with --draws: also fit the policy with a batch target for each size (default: a drawn set's size)",
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -281,7 +289,8 @@ def main() -> None:
     plot_curves(records, rows["fitted on validation"], targets, errors.rate, out.with_suffix(".png"))
     summary = table(rows, args.minutes_per_recount)
     by_range = {name: o.model_dump() for name, o in outcome_by_range(records, policy, classes).items()}
-    deciders, adapted, on_balanced, held = {}, None, None, None  # name -> (the probabilities decided on, the policy deciding)
+    deciders, adapted, on_balanced = {}, None, None  # name -> (the probabilities decided on, the policy deciding)
+    held: dict[int, DecisionPolicy] = {}  # batch size -> the policy fitted with a batch target for it
     if args.draws:
         fit = artifact.fit_data()
         deciders["as fitted"] = (probabilities, policy)
@@ -296,16 +305,17 @@ def main() -> None:
         deciders["fitted on a balanced sample"] = (probabilities, on_balanced)
         shifted = adapt_to_batch(probabilities, val_probabilities, val_truth, classes, on_balanced, fit_weights=weights)
         deciders["balanced, fitted again for the batch"] = (shifted.probabilities, shifted.policy)
-        # The same fit with a batch target: at most --draw-bound wrong in 95% of batches the size of a drawn set.
-        per_batch = targets.model_copy(update={"batch": BatchTarget(records=len(truth), max_error=args.draw_bound)})
-        held = fit_policy(
-            val_probabilities, val_truth.tolist(), classes, per_batch, errors,
-            accept_statistics=list(policy.fitted["accepted"]), flag_statistics=list(policy.fitted["recall_2plus"]),
-        )  # fmt: skip
-        deciders["with a batch target"] = (probabilities, held)
-        if fit is not None:
-            held_adapted = adapt_to_batch(probabilities, *fit, classes, held)
-            deciders["batch target, fitted again for the batch"] = (held_adapted.probabilities, held_adapted.policy)
+        # The same fit with batch targets: at most --draw-bound wrong in 95% of batches of each size.
+        for size in args.batch_targets or [len(truth)]:
+            per_batch = targets.model_copy(update={"batch": BatchTarget(records=size, max_error=args.draw_bound)})
+            held[size] = fit_policy(
+                val_probabilities, val_truth.tolist(), classes, per_batch, errors,
+                accept_statistics=list(policy.fitted["accepted"]), flag_statistics=list(policy.fitted["recall_2plus"]),
+            )  # fmt: skip
+            deciders[f"batch target {size:,}"] = (probabilities, held[size])
+            if fit is not None and size == len(truth):  # fitted again for the batch: for its own size
+                again = adapt_to_batch(probabilities, *fit, classes, held[size])
+                deciders[f"batch target {size:,}, fitted again for the batch"] = (again.probabilities, again.policy)
     sampled = {name: drawn(p, truth, classes, decider, args.draws, args.draw_bound) for name, (p, decider) in deciders.items()}
     batches = {
         name: by_batch_size(p, truth, classes, decider, args.batch_sizes, args.draws, args.draw_bound)
@@ -344,7 +354,7 @@ def main() -> None:
         "batch_prior": adapted.batch_prior if adapted else None,
         "policy_for_batch": adapted.policy.model_dump() if adapted else None,
         "policy_on_balanced_sample": on_balanced.model_dump() if on_balanced else None,
-        "policy_with_batch_target": held.model_dump() if held else None,
+        "policies_with_batch_targets": {str(size): p.model_dump() for size, p in held.items()},
         "understated_records": low,
         "drawn_table": drawn_table(sampled) if sampled else None,
         "by_batch_size": {name: {str(size): o for size, o in by_size.items()} for name, by_size in batches.items()},

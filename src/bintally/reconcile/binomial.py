@@ -18,7 +18,8 @@ def log_factorials(n: int) -> np.ndarray:
 
 def log_choose(n: int, k: int) -> np.ndarray:
     """log C(n, j) for j = 0..k."""
-    return np.array([math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) for j in range(k + 1)])
+    logf, j = log_factorials(n), np.arange(k + 1)
+    return logf[n] - logf[j] - logf[n - j]
 
 
 def binomial_cdfs(n: int, p: float, log_coefficients: np.ndarray) -> np.ndarray:
