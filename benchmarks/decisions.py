@@ -44,6 +44,7 @@ from bintally.counts import CountClasses
 from bintally.data.manifest import read_manifest
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate, split_probabilities
 from bintally.model.artifact import load_artifact
+from bintally.reconcile.binomial import batch_share_above
 from bintally.reconcile.fit import BatchTarget, Outcome, Targets, accept_curve, fit_policy, flag_curve, outcome, outcome_by_range, simulate
 from bintally.reconcile.policy import ACCEPT_STATISTICS, FLAG_STATISTICS, STATISTIC_TEXT, DecisionPolicy, RecordErrors, decide_many
 from bintally.reconcile.prior import adapt_to_batch
@@ -188,6 +189,8 @@ def by_batch_size(
             recorded = draw_records(table, bins, rng)
             tallies.append(tally(decide_many(probabilities[bins], recorded, classes, policy)[0], recorded, truth[bins]))
         out[size] = pooled(tallies, bound)
+        o = out[size]  # beside what the batch target's binomial sum says of batches with these rates
+        o["binomial_above"] = batch_share_above(size, o["accepted_share"], o["accepted_error"], bound) if o["accepted"] else None
     return out
 
 

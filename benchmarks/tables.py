@@ -96,6 +96,21 @@ def batch_targets(files: list[str]) -> list[str]:
     return rows_table(head, rows, right=len(head) - 1)
 
 
+def batch_formula(files: list[str]) -> list[str]:
+    """decisions.py's bootstrap batches beside what the batch target's binomial sum (`reconcile.binomial`, computed
+    by decisions.py) says of batches with the same share accepted and the same share of those wrong."""
+    head = ["policy", "records per batch", "accepted per batch", "wrong among accepted", "batches above the bound", "binomial sum"]
+    rows = []
+    for name, by_size in load(files[0])["by_batch_size"].items():
+        for size, o in by_size.items():
+            if o["accepted_error"] is None:
+                continue
+            computed = o["binomial_above"] * o["draws"]
+            shown = [f"{o['accepted'] / o['draws']:.1f}", pct(o["accepted_error"]), f"{o['draws_above_bound']:,} of {o['draws']:,}"]
+            rows.append([name, f"{int(size):,}", *shown, f"{computed:,.1f}"])
+    return rows_table(head, rows, right=len(head) - 1)
+
+
 def accuracy_runs(files: list[str], labels: list[str]) -> list[str]:
     """Runs of benchmarks/accuracy.py: validation (what chose the epoch) and the test split, scored once."""
     counts = ["1", "2", "3", "4", "5"]

@@ -47,3 +47,6 @@ def test_bigger_batches_pass_the_bound_less_often_at_the_same_pooled_error():
     assert small["records"] == 100 * 200 and big["records"] == 3000 * 200
     assert 0.03 < big["accepted_error"] < 0.07 and abs(small["accepted_error"] - big["accepted_error"]) < 0.01
     assert small["draws_above_bound"] > 5 * max(big["draws_above_bound"], 1)
+    # The batch target's binomial sum at the same rates says how often the small batches pass, within sampling error.
+    share = small["draws_above_bound"] / 200
+    assert abs(small["binomial_above"] - share) < 4 * np.sqrt(share * (1 - share) / 200)
