@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from device_pack import pack_weights, pack_wheels, report_size
 
-from bintally.data.manifest import read_manifest
+from bintally.data.manifest import read_manifest, read_parquet
 
 
 def pack_rows(manifest: str, splits: list[str], out: Path) -> int:
@@ -26,7 +26,7 @@ def pack_rows(manifest: str, splits: list[str], out: Path) -> int:
     with zipfile.ZipFile(out / "photos.zip", "w") as z:
         for row in rows:
             z.write(row.uri, f"{row.id}.jpg", zipfile.ZIP_STORED)  # already JPEG
-    table = pq.read_table(manifest)
+    table = read_parquet(manifest)
     keep = {r.id for r in rows}
     table = table.filter([i in keep for i in table.column("id").to_pylist()])
     uris = [f"{i}.jpg" for i in table.column("id").to_pylist()]

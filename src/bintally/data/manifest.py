@@ -188,9 +188,17 @@ def write_manifest(build: ManifestBuild, url: str, endpoint_url: str | None = No
     return report
 
 
+def read_parquet(source: str | pa.NativeFile) -> pa.Table:
+    """A Parquet file's table, read on this thread. With torch loaded, a process that had started Arrow's thread
+    pools (`pq.read_table`, or reading with threads) aborted at exit about half the time, after finishing its work
+    (exit 134, "terminate called without an active exception"; apache/arrow#34314). Our tables are small."""
+    with pq.ParquetFile(source) as parquet:
+        return parquet.read(use_threads=False)
+
+
 def read_manifest(url: str, endpoint_url: str | None = None) -> Manifest:
     try:
-        table = pq.read_table(pa.BufferReader(storage.read_bytes(url, endpoint_url)))
+        table = read_parquet(pa.BufferReader(storage.read_bytes(url, endpoint_url)))
     except pa.ArrowInvalid as exc:
         raise ValueError(f"{url} is not a bintally manifest (Parquet): {exc}") from exc
     missing = set(REQUIRED_COLUMNS) - set(table.column_names)

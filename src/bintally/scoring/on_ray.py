@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from bintally import storage
 from bintally.data.images import DEFAULT_MAX_PIXELS
+from bintally.data.manifest import read_parquet
 from bintally.errors import BintallyError
 from bintally.model.artifact import INT8_FILE, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, ModelArtifact, load_artifact
 from bintally.model.predictor import Backend, Precision, resolve_precision
@@ -99,7 +100,7 @@ def read_shards(folder: str, key: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(folder).glob("*.parquet")) if os.path.isdir(folder) else []:
         try:
-            table = pq.read_table(path)
+            table = read_parquet(str(path))
         except (OSError, pa.ArrowInvalid) as exc:
             log.warning("ignoring unreadable shard %s: %s", path, exc)
             continue
