@@ -111,6 +111,8 @@ def test_training_fitted_the_temperature_and_policy_and_calibrate_refits_them(ev
     assert fitted["targets"]["batch"] == {"records": 500, "max_error": 0.1, "share": 0.95}
     assert "batches of 500 records" in " ".join(per_batch.output.split())
     assert CliRunner().invoke(app, ["calibrate", str(run), str(small_manifest), "--batch-records", "0"]).exit_code == 2
+    alone = CliRunner().invoke(app, ["calibrate", str(run), str(small_manifest), "--batch-max-error", "0.1"])
+    assert alone.exit_code == 2 and "need --batch-records" in " ".join(alone.output.replace("│", " ").split())
 
 
 def test_split_probabilities_are_the_calibrated_softmax_of_the_split(evaluated, small_manifest):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from bintally.reconcile.binomial import batch_share_above
+from bintally.reconcile.binomial import batch_share_above, log_choose
 
 
 def test_tiny_batches_match_the_hand_worked_sums():
@@ -18,8 +20,16 @@ def test_tiny_batches_match_the_hand_worked_sums():
     assert batch_share_above(2, a, e, 0.5) == pytest.approx(2 * a * (1 - a) * e + a**2 * e**2)
 
 
+def test_a_cap_times_a_batch_that_should_be_whole_is_not_rounded_down():
+    """100 records all accepted, a 29% cap: 29 wrong is within it, though 0.29 x 100 is 28.999... in floating point.
+    By hand, P(more than 29 of 100 wrong) at 30% each is 1 - P(X <= 29)."""
+    p_within = sum(math.comb(100, k) * 0.3**k * 0.7 ** (100 - k) for k in range(30))
+    assert batch_share_above(100, 1.0, 0.3, 0.29) == pytest.approx(1 - p_within)
+
+
 def test_edges_accept_nothing_or_everything():
     assert batch_share_above(811, 0.0, 0.5, 0.08) == 0.0  # nothing accepted: no share to pass the cap
+    assert batch_share_above(811, 1e-19, 0.5, 0.08) == 0.0  # so rarely accepted that no batch size counts
     assert batch_share_above(811, 0.05, 0.0, 0.08) == 0.0  # nothing wrong
     assert batch_share_above(3, 1.0, 1.0, 0.08) == pytest.approx(1.0)
     assert batch_share_above(25, 1.0, 0.5, 0.08) == pytest.approx(1 - 0.5**25 * (1 + 25 + 300))  # more than 2 of 25 wrong
@@ -36,3 +46,9 @@ def test_a_batch_of_811_records_against_a_seeded_simulation():
     assert computed == pytest.approx(above, abs=4 * np.sqrt(above * (1 - above) / 200_000))
     assert 0.05 < computed < 0.2
     assert batch_share_above(4000, 0.05, 0.045, 0.08) < computed / 3
+
+
+def test_log_choose_refuses_more_than_n():
+    assert np.exp(log_choose(5, 5)) == pytest.approx([1, 5, 10, 10, 5, 1])
+    with pytest.raises(ValueError, match="k <= n"):
+        log_choose(5, 6)

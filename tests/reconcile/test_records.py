@@ -120,7 +120,7 @@ def test_a_batch_gets_the_policy_fitted_again_for_its_count_distribution_only_wh
 
     from bintally.model.artifact import load_artifact, write_fit_data, write_spec
     from bintally.model.predictor import score_probabilities
-    from bintally.reconcile.fit import Targets, fit_policy
+    from bintally.reconcile.fit import BatchTarget, Targets, fit_policy
     from bintally.reconcile.policy import RecordErrors
     from bintally.reconcile.records import for_batch
 
@@ -151,6 +151,11 @@ def test_a_batch_gets_the_policy_fitted_again_for_its_count_distribution_only_wh
     assert refit.fitted is not None and "re-weighted" in refit.fitted["split"] and adjusted != scores
     few = dict(list(scores.items())[:49])
     assert for_batch(few, artifact, policy, adjust=True)[1] == policy
+    # A batch target is fitted again for the records the batch decides (250 here: some photos serve two records).
+    targets = Targets(confidence=None, batch=BatchTarget(records=811))
+    per_batch = fit_policy(fit_p, fit_counts.tolist(), classes, targets, RecordErrors())
+    _, refit, note = for_batch(scores, artifact, per_batch, adjust=True, records=250)
+    assert refit.fitted is not None and refit.fitted["targets"]["batch"]["records"] == 250 and "its 250 records" in note.note
 
 
 @pytest.mark.parametrize(

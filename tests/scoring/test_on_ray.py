@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import boto3
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -25,6 +24,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is import
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 from bintally.cli import app, with_ray_default
+from bintally.data.manifest import read_parquet
 from bintally.errors import BintallyError
 from bintally.model.artifact import load_artifact, write_spec
 from bintally.predict import PredictConfig, predict
@@ -122,7 +122,7 @@ def test_two_nodes_score_like_one_machine_then_resume(cluster, onnx_artifact, ph
     score_on_ray(cfg, list_images(photos, s3_endpoint))  # a run killed after scoring, before its merge
     shards = sorted(Path(shards_of(str(out))).glob("*.parquet"))
     assert len(shards) == 6  # 40 rows each
-    lost = {*pq.read_table(shards[0]).column("uri").to_pylist(), *pq.read_table(shards[1]).column("uri").to_pylist()}
+    lost = {*read_parquet(str(shards[0])).column("uri").to_pylist(), *read_parquet(str(shards[1])).column("uri").to_pylist()}
     shards[0].unlink()
     shards[1].write_bytes(shards[1].read_bytes()[:200])
     again = predict(cfg)
@@ -159,7 +159,7 @@ def test_parquet_output_has_typed_columns(cluster, onnx_artifact, photos, one_ma
         model=onnx_artifact, inputs=photos[1:], out=str(out), endpoint_url=s3_endpoint, ray=RayConfig(address=cluster.address)
     )
     predict(cfg)
-    table = pq.read_table(out)
+    table = read_parquet(str(out))
     assert str(table.schema.field("count").type) == "int64" and str(table.schema.field("p_3").type) == "double"
     got = {r["uri"]: r["count"] for r in table.to_pylist()}
     assert got == {u: int(r["count"]) for u, r in one_machine.items() if u.startswith("s3://")}

@@ -43,6 +43,8 @@ def calibrate_cmd(
     device: str = "auto",
 ) -> None:
     """Fit the temperature (probabilities) and the decision policy on validation data, into the artifact."""
+    if batch_records is None and (batch_max_error, batch_share) != (BATCH["max_error"], BATCH["share"]):
+        raise typer.BadParameter("--batch-max-error and --batch-share need --batch-records (the batch size they hold for)")
     batch = None if batch_records is None else make_config(BatchTarget, records=batch_records, max_error=batch_max_error, share=batch_share)
     targets = make_config(
         Targets, max_accepted_error=max_accepted_error, max_false_flags=max_false_flags, confidence=confidence, batch=batch
@@ -79,7 +81,7 @@ def calibrate_cmd(
     if target := fitted.get("targets", {}).get("batch"):
         console.print(
             f"  batches of {target['records']:,} records: over {target['max_error']:.0%} of the accepted ones wrong in "
-            f"{fitted['batch_above']:.1%} of them at these rates (at most {1 - target['share']:.0%} allowed)"
+            f"{fitted['batches_over_cap']:.1%} of them (at most {1 - target['share']:.0%} allowed)"
         )
     for name, part in fitted.get("by_range", {}).items():
         error = "-" if part["accepted_error"] is None else f"{part['accepted_error']:.1%}"

@@ -55,7 +55,7 @@ RESAMPLES = 200  # bootstrap draws of the labelled bins, for the confidence of a
 class BatchTarget(BaseModel):
     """A promise about each batch, beside the rate over batches: in `share` of batches of `records` records, at most
     `max_error` of the accepted ones wrong. A batch of 811 records accepting 40 at 5% wrong has 4 or more of them
-    wrong (10%) in about one batch of nine; holding every batch under a cap costs accepted records."""
+    wrong (10%) in about one batch of seven; holding every batch under a cap costs accepted records."""
 
     records: int = Field(gt=0, description="records in a batch")
     max_error: float = Field(0.08, gt=0, lt=1, description="of a batch's accepted records, at most this share wrong")
@@ -209,10 +209,21 @@ def flag_curve(
     return v[last], false_flags, recall, bins_passing(records, order, last)
 
 
-def batch_above(batch: BatchTarget, accepted: float, error: float) -> float:
+def batch_chance(batch: BatchTarget, accepted: np.ndarray, error: np.ndarray) -> float:
     """How often a batch passes `batch.max_error` where each record is accepted with chance `accepted` and an
-    accepted one is wrong with chance `error`."""
-    return batch_share_above(batch.records, accepted, error, batch.max_error)
+    accepted one is wrong with chance `error`: one pair of rates, or the mean over one pair per bootstrap resample
+    (the chance for a batch yet to come, the rates' own uncertainty included)."""
+    pairs = zip(np.atleast_1d(accepted).tolist(), np.atleast_1d(error).tolist(), strict=True)
+    return float(np.mean([batch_share_above(batch.records, a, e, batch.max_error) for a, e in pairs]))
+
+
+def accepted_rates(records: Records, accepted: np.ndarray, resampled: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The share of records `accepted` and the share of those wrong: as simulated, or per resample of `resampled`
+    [draws, R] (a resample accepting none is wrong at 1, as in `accept_curve`)."""
+    w = records.weight if resampled is None else resampled
+    taken = (w * accepted).sum(axis=-1)
+    wrong = (w * (accepted & (records.error > 0))).sum(axis=-1)
+    return taken / w.sum(axis=-1), np.where(taken > 0, wrong / np.maximum(taken, 1e-12), 1.0)
 
 
 def fit_accept(
@@ -224,19 +235,18 @@ def fit_accept(
     batch: BatchTarget | None = None,
 ) -> tuple[float | None, float]:
     """The lowest threshold (the most records accepted) whose accepted records meet `max_error` (in expectation,
-    or in `confidence` of bootstrap resamples: `resampled`, drawn here if not given) and `batch`, and the share it
-    accepts; (None, 0) if none does. With resamples, a batch's chance of passing its cap is averaged over them (the
-    chance for a batch yet to come, the rates' uncertainty included); without, it is taken at the rates measured."""
+    or in `confidence` of bootstrap resamples: `resampled`, drawn here if not given) and `batch` (`batch_chance`: over
+    the resamples, or at the rates measured without them), and the share it accepts; (None, 0) if none does."""
     thresholds, accepted, error, support = accept_curve(records, statistic)
-    rates = np.array([accepted, error])[:, None]  # [2, 1 or draws, T]: the rates a batch is judged at
+    rates = accepted, error  # each [T], or [draws, T] with resamples: the rates a batch is judged at
     if confidence is not None:
         weights = resampled_weights(records) if resampled is None else resampled
         _, drawn_accepted, drawn_error, _ = accept_curve(records, statistic, weights)
         error = np.quantile(drawn_error, confidence, axis=0)
-        rates = np.array([drawn_accepted / weights.sum(axis=-1, keepdims=True), drawn_error])
+        rates = drawn_accepted / weights.sum(axis=-1, keepdims=True), drawn_error
 
     def keeps_batches(i: int) -> bool:
-        return batch is None or bool(np.mean([batch_above(batch, a, e) for a, e in rates[:, :, i].T]) <= 1 - batch.share)
+        return batch is None or batch_chance(batch, rates[0][..., i], rates[1][..., i]) <= 1 - batch.share
 
     ok = np.flatnonzero((error <= max_error) & (support >= MIN_SUPPORT))
     best = next((i for i in ok[::-1] if keeps_batches(i)), None)  # loosest first: the batch sum runs until one passes
@@ -277,7 +287,7 @@ class FitReport(BaseModel):
     recall_2plus: dict[str, float]  # for each flag statistic, at its fitted threshold: the choice's reason
     outcome: Outcome  # the fitted policy on the data it was fitted on
     by_range: dict[str, Outcome] = {}  # the same, by the bins' true count: "0", "1-5", "6-9", "10+" (`CountClasses.ranges`)
-    batch_above: float | None = None  # with a batch target: the share of such batches passing its cap, at the outcome's rates
+    batches_over_cap: float | None = None  # with a batch target: how often such a batch passes its cap (`batch_chance`, as fitted)
     notes: list[str]
 
 
@@ -334,7 +344,7 @@ def fit_policy(
         recall_2plus={s: r for s, (_, r) in flagging.items()},
         outcome=fitted,
         by_range=outcome_by_range(records, policy, CountClasses.of(classes)),
-        batch_above=None if targets.batch is None else batch_above(targets.batch, fitted.accepted, fitted.accepted_error or 0.0),
+        batches_over_cap=None if targets.batch is None else batch_chance(targets.batch, *accepted_rates(records, accepted, resampled)),
         notes=notes,
     )
     return DecisionPolicy.model_validate(policy.model_dump() | {"fitted": report.model_dump(mode="json")})

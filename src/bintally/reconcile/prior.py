@@ -154,13 +154,15 @@ def adapt_to_batch(
     classes: CountClasses,
     policy: DecisionPolicy,
     fit_weights: np.ndarray | None = None,
+    batch_records: int | None = None,
 ) -> BatchPolicy:
     """The batch's count distribution (EM by count range on its posteriors [N, K], their class biases corrected on
     the fitting bins first: `bias_offsets`), its posteriors under it, and the policy fitted again as it was
     fitted (same targets, with a batch target for this batch's own size; same error model and statistics) on its
     fitting bins re-weighted to that distribution, their posteriors adjusted alike: the promise is then about
     records of this batch's bins.
-    `fit_weights` [N]: the weights the policy was fitted with (`fit.simulate`'s bin_weights), if any.
+    `fit_weights` [N]: the weights the policy was fitted with (`fit.simulate`'s bin_weights), if any;
+    `batch_records`: how many records the batch decides (its photos' number if not given; records may share a photo).
     Raises TooFewPhotos for a small batch; `policy` must carry its fit report."""
     if policy.fitted is None:
         raise ValueError("the policy has no fit report (explicit thresholds): nothing to fit again for the batch")
@@ -177,7 +179,8 @@ def adapt_to_batch(
     weights = ratio[classes.index(fit_counts)] * (1 if fit_weights is None else fit_weights)
     targets = Targets.model_validate(policy.fitted["targets"])
     if targets.batch is not None:  # the batch promise is for this batch, of its own size
-        targets = targets.model_copy(update={"batch": targets.batch.model_copy(update={"records": len(probabilities)})})
+        size = len(probabilities) if batch_records is None else batch_records
+        targets = targets.model_copy(update={"batch": targets.batch.model_copy(update={"records": size})})
     refit = fit_policy(
         adjust(fit_probabilities, fitted, batch),
         fit_counts.tolist(),

@@ -208,10 +208,11 @@ def _scores(cfg: ReconcileConfig, uris: list[str], classes: CountClasses) -> dic
 
 
 def for_batch(
-    scores: dict[str, CountScore | str], artifact: ModelArtifact, policy: DecisionPolicy, adjust: bool
+    scores: dict[str, CountScore | str], artifact: ModelArtifact, policy: DecisionPolicy, adjust: bool, records: int | None = None
 ) -> tuple[dict[str, CountScore | str], DecisionPolicy, BatchAdjustment]:
-    """The scores and the policy for this batch's count distribution (`prior.adapt_to_batch`), or as they are,
-    saying why: adjusting is off, there is no fitted policy, the artifact keeps no fitting bins, the batch is small."""
+    """The scores and the policy for this batch's count distribution (`prior.adapt_to_batch`; `records`: how many
+    records it decides, for a batch target), or as they are, saying why: adjusting is off, there is no fitted policy,
+    the artifact keeps no fitting bins, the batch is small."""
     if not adjust or policy.fitted is None:
         why = "no fitted policy to fit again" if adjust else "not fitted again for the batch (--adjust-to-batch)"
         return scores, policy, BatchAdjustment(note=f"the policy as fitted: {why}")
@@ -223,11 +224,13 @@ def for_batch(
     photos = [uri for uri, s in scores.items() if not isinstance(s, str)]
     probabilities = np.array([list(cast(CountScore, scores[uri]).probabilities.values()) for uri in photos]).reshape(len(photos), -1)
     try:
-        adapted = adapt_to_batch(probabilities, *fit, classes, policy)
+        adapted = adapt_to_batch(probabilities, *fit, classes, policy, batch_records=records)
     except TooFewPhotos as exc:
         return scores, policy, BatchAdjustment(note=f"the policy as fitted: {exc}")
     adjusted = {uri: score_probabilities(p, classes) for uri, p in zip(photos, adapted.probabilities)}
     note = "the policy fitted again for this batch's count distribution, estimated from its photos"
+    if (target := (adapted.policy.fitted or {})["targets"].get("batch")) is not None:
+        note += f", and for batches of its {target['records']:,} records"
     batch = BatchAdjustment(fitted_prior=adapted.fitted_prior, batch_prior=adapted.batch_prior, note=note)
     return scores | adjusted, adapted.policy, batch
 
@@ -246,7 +249,8 @@ def _reconcile_records(cfg: ReconcileConfig) -> ReconcileReport:
     artifact = load_artifact(cfg.model)
     policy = (artifact.spec.decision_policy or DecisionPolicy()).with_thresholds(cfg.accept_at, cfg.mismatch_at)
     found = _scores(cfg, sorted({r.uri for r in records}), artifact.spec.count_classes)
-    scores, policy, batch = for_batch(found, artifact, policy, cfg.adjust_to_batch)
+    decidable = sum(not isinstance(found[r.uri], str) for r in records)
+    scores, policy, batch = for_batch(found, artifact, policy, cfg.adjust_to_batch, decidable)
     extra_columns = list(dict.fromkeys(k for r in records for k in r.extra))
     rows, decided, truths, marks = [], [], [], []
     for record in records:
