@@ -78,7 +78,7 @@ def calibrate_cmd(
             f"on {r.split}: accepts {o['accepted']:.1%} of records ({error} of them wrong), flags {o['false_flags']:.1%} of correct "
             f"records and {o['recall']['2+']:.1%} of those off by 2+, sends {o['review']:.1%} to review"
         )
-    if target := fitted.get("targets", {}).get("batch"):
+    if (target := fitted.get("targets", {}).get("batch")) and o.get("accepted"):
         console.print(
             f"  batches of {target['records']:,} records: over {target['max_error']:.0%} of the accepted ones wrong in "
             f"{fitted['batches_over_cap']:.1%} of them (at most {1 - target['share']:.0%} allowed)"
