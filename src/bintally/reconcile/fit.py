@@ -319,8 +319,9 @@ def fit_policy(
     flag_statistic = best_of(flagging, flag_statistics)
     notes = []
     if accepting[accept_statistic][0] is None:
-        batch = "" if targets.batch is None else f", and {targets.batch.max_error:.0%} in {targets.batch.share:.0%} of batches"
-        notes.append(f"no threshold keeps accepted records within {targets.max_accepted_error:.0%} wrong{batch}: never accepts")
+        b = targets.batch
+        per_batch = "" if b is None else f", and {b.max_error:.0%} in {b.share:.0%} of batches of {b.records:,} records"
+        notes.append(f"no threshold keeps accepted records within {targets.max_accepted_error:.0%} wrong{per_batch}: never accepts")
     if flagging[flag_statistic][0] is None:
         notes.append(f"no threshold flags records within {targets.max_false_flags:.0%} false flags: never flags")
     policy = _separate(
