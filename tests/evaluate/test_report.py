@@ -223,3 +223,28 @@ def test_the_report_gives_numbers_by_count_range():
     assert rows["counts 1-5: accuracy / within one / RMSE"].startswith("50.0% / 100.0%")
     assert "counts 1-5 answered among 1-5 (as a 1-5 model answers)" in rows and "telling more than 5 from 5 or fewer (AUC)" in rows
     assert "always answering 10+ (trivial)" in rows
+
+
+def test_calibrate_prints_how_often_a_batch_passes_its_cap(monkeypatch):
+    """A fitted policy that accepts, with a batch target for 811 records (synthetic bins: 100 sure of their count,
+    100 unsure). Must hold: `calibrate` prints the batch line with the chance the fit reports."""
+    import bintally.cli.calibrate as command
+    from bintally.evaluate.calibrate import Calibration, CalibrationReport
+    from bintally.reconcile.fit import BatchTarget, Targets, fit_policy
+    from bintally.reconcile.policy import RecordErrors
+
+    truths = [c for c in range(1, 6) for _ in range(40)]
+    probabilities = np.full((200, 5), 0.1)
+    probabilities[np.arange(200), np.array(truths) - 1] = np.where(np.arange(200) % 2 == 0, 0.96, 0.6)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    policy = fit_policy(probabilities, truths, [1, 2, 3, 4, 5], Targets(batch=BatchTarget(records=811)), RecordErrors())
+    assert policy.fitted["outcome"]["accepted"] > 0
+    report = CalibrationReport(
+        temperature=1.0, split="val", bins=200, manifest_digest="x", nll_before=1, nll_after=1, ece_before=0, ece_after=0
+    )
+    monkeypatch.setattr(command, "calibrate", lambda cfg: Calibration(report=report, policy=policy))
+    result = invoke("calibrate", "model", "manifest.parquet", "--batch-records", "811")
+    chance = policy.fitted["batches_over_cap"]
+    assert f"batches of 811 records: over 8% of the accepted ones wrong in {chance:.1%} of them (at most 5% allowed)" in " ".join(
+        result.output.split()
+    )
