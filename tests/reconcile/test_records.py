@@ -151,11 +151,14 @@ def test_a_batch_gets_the_policy_fitted_again_for_its_count_distribution_only_wh
     assert refit.fitted is not None and "re-weighted" in refit.fitted["split"] and adjusted != scores
     few = dict(list(scores.items())[:49])
     assert for_batch(few, artifact, policy, adjust=True)[1] == policy
-    # A batch target is fitted again for the records the batch decides (250 here: some photos serve two records).
+    # A batch target is fitted again for the records the batch decides (250 here: some photos serve two records);
+    # as fitted, a batch smaller than the promise's is warned of, a larger one not.
     targets = Targets(confidence=None, batch=BatchTarget(records=811))
     per_batch = fit_policy(fit_p, fit_counts.tolist(), classes, targets, RecordErrors())
     _, refit, note = for_batch(scores, artifact, per_batch, adjust=True, records=250)
     assert refit.fitted is not None and refit.fitted["targets"]["batch"]["records"] == 250 and "its 250 records" in note.note
+    smaller, larger = (for_batch(scores, artifact, per_batch, False, n)[2].note for n in (250, 1000))
+    assert "is for 811 records and this batch has 250, so it does not hold here" in smaller and "batch promise" not in larger
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from bintally.data.manifest import read_manifest
 from bintally.model.artifact import ModelArtifact, load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, score_probabilities
 from bintally.reconcile.audit import AuditReport, BatchSpread, audit_report, batch_spread, is_marked
+from bintally.reconcile.fit import Targets
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 from bintally.reconcile.prior import TooFewPhotos, adapt_to_batch
 from bintally.scoring.model import load_model
@@ -207,26 +208,41 @@ def _scores(cfg: ReconcileConfig, uris: list[str], classes: CountClasses) -> dic
     return {uri: outcome_of(row, classes) for uri, row in found.rows.items()}
 
 
+def smaller_batch(policy: DecisionPolicy, records: int | None) -> str:
+    """A warning for a note, where the policy's batch promise was fitted for batches larger than this one: a smaller
+    batch strays further from the rate by chance, so the promise does not carry over ('' otherwise)."""
+    target = Targets.model_validate(policy.fitted["targets"]).batch if policy.fitted else None
+    if target is None or records is None or records >= target.records:
+        return ""
+    return (
+        f"; its batch promise (at most {target.max_error:.0%} wrong in {target.share:.0%} of batches) is for "
+        f"{target.records:,} records and this batch has {records:,}, so it does not hold here (--adjust-to-batch fits it "
+        "for this size)"
+    )
+
+
 def for_batch(
     scores: dict[str, CountScore | str], artifact: ModelArtifact, policy: DecisionPolicy, adjust: bool, records: int | None = None
 ) -> tuple[dict[str, CountScore | str], DecisionPolicy, BatchAdjustment]:
     """The scores and the policy for this batch's count distribution (`prior.adapt_to_batch`; `records`: how many
     records it decides, for a batch target), or as they are, saying why: adjusting is off, there is no fitted policy,
     the artifact keeps no fitting bins, the batch is small."""
+
+    def as_fitted(why: str) -> tuple[dict[str, CountScore | str], DecisionPolicy, BatchAdjustment]:
+        return scores, policy, BatchAdjustment(note=f"the policy as fitted: {why}{smaller_batch(policy, records)}")
+
     if not adjust or policy.fitted is None:
-        why = "no fitted policy to fit again" if adjust else "not fitted again for the batch (--adjust-to-batch)"
-        return scores, policy, BatchAdjustment(note=f"the policy as fitted: {why}")
+        return as_fitted("no fitted policy to fit again" if adjust else "not fitted again for the batch (--adjust-to-batch)")
     fit = artifact.fit_data()
     if fit is None:
-        note = "the policy as fitted: the artifact keeps no fitting bins (bintally calibrate writes them)"
-        return scores, policy, BatchAdjustment(note=note)
+        return as_fitted("the artifact keeps no fitting bins (bintally calibrate writes them)")
     classes = artifact.spec.count_classes
     photos = [uri for uri, s in scores.items() if not isinstance(s, str)]
     probabilities = np.array([list(cast(CountScore, scores[uri]).probabilities.values()) for uri in photos]).reshape(len(photos), -1)
     try:
         adapted = adapt_to_batch(probabilities, *fit, classes, policy, batch_records=records)
     except TooFewPhotos as exc:
-        return scores, policy, BatchAdjustment(note=f"the policy as fitted: {exc}")
+        return as_fitted(str(exc))
     adjusted = {uri: score_probabilities(p, classes) for uri, p in zip(photos, adapted.probabilities)}
     note = "the policy fitted again for this batch's count distribution, estimated from its photos"
     if (target := (adapted.policy.fitted or {})["targets"].get("batch")) is not None:
