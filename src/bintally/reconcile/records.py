@@ -216,8 +216,8 @@ def smaller_batch(policy: DecisionPolicy, records: int | None) -> str:
         return ""
     return (
         f"; its batch promise (at most {target.max_error:.0%} wrong in {target.share:.0%} of batches) is for "
-        f"{target.records:,} records and this batch has {records:,}, so it does not hold here (--adjust-to-batch fits it "
-        "for this size)"
+        f"{target.records:,} records and this batch has {records:,}, so it does not hold here; --adjust-to-batch fits it "
+        "for this size"
     )
 
 
