@@ -12,6 +12,7 @@ from bintally.reconcile.fit import (
     BatchTarget,
     Outcome,
     Targets,
+    batch_target,
     fit_accept,
     fit_flag,
     fit_policy,
@@ -206,3 +207,10 @@ def test_records_of_every_count_are_made_from_the_true_count_and_open_ones_are_n
     assert outcome(records.where(zero), eager).accepted == 1.0
     policy = fit_policy(p, [0, 14], classes, Targets(confidence=None), RecordErrors())
     assert set(policy.fitted["by_range"]) == {"0", "10+"}
+
+
+def test_a_policys_batch_target_is_read_from_its_fit_report_and_absent_without_one():
+    assert batch_target(DecisionPolicy()) is None  # explicit thresholds
+    assert batch_target(DecisionPolicy(fitted={"split": "val", "bins": 40})) is None  # a report without targets
+    fitted = {"targets": {"max_accepted_error": 0.05, "batch": {"records": 811}}}
+    assert batch_target(DecisionPolicy(fitted=fitted)) == BatchTarget(records=811, max_error=0.08, share=0.95)

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bintally.reconcile.binomial import binomial_cdfs, log_choose
-from bintally.reconcile.fit import BatchTarget, Targets
+from bintally.reconcile.fit import BatchTarget, batch_target
 from bintally.reconcile.policy import DecisionPolicy, Reconciliation
 
 AUDITED_DECISIONS = ("accept", "mismatch")  # reviewed records are counted by a person anyway
@@ -163,13 +163,12 @@ def batch_spread(accepted: int, policy: DecisionPolicy, confidence: float = 0.95
     promised, _ = promises(policy)
     if promised is None or accepted == 0:
         return None
-    target = Targets.model_validate(policy.fitted["targets"]).batch if policy.fitted else None
     return BatchSpread(
         accepted=accepted,
         promised=promised,
         wrong_at_most=wrong_at_most(accepted, promised, confidence),
         confidence=confidence,
-        target=target,
+        target=batch_target(policy),
     )
 
 

@@ -209,6 +209,11 @@ def flag_curve(
     return v[last], false_flags, recall, bins_passing(records, order, last)
 
 
+def batch_target(policy: DecisionPolicy) -> BatchTarget | None:
+    """The batch promise a policy was fitted to, if any (none for explicit thresholds or a report without targets)."""
+    return Targets.model_validate((policy.fitted or {}).get("targets", {})).batch
+
+
 def batch_chance(batch: BatchTarget, accepted: np.ndarray, error: np.ndarray) -> float:
     """How often a batch passes `batch.max_error` where each record is accepted with chance `accepted` and an
     accepted one is wrong with chance `error`: one pair of rates, or the mean over one pair per bootstrap resample

@@ -34,7 +34,7 @@ from bintally.data.manifest import read_manifest
 from bintally.model.artifact import ModelArtifact, load_artifact
 from bintally.model.predictor import Backend, CountScore, Precision, score_probabilities
 from bintally.reconcile.audit import AuditReport, BatchSpread, audit_report, batch_spread, is_marked
-from bintally.reconcile.fit import Targets
+from bintally.reconcile.fit import batch_target
 from bintally.reconcile.policy import DECISIONS, DecisionPolicy, Reconciliation, reconcile
 from bintally.reconcile.prior import TooFewPhotos, adapt_to_batch
 from bintally.scoring.model import load_model
@@ -211,7 +211,7 @@ def _scores(cfg: ReconcileConfig, uris: list[str], classes: CountClasses) -> dic
 def smaller_batch(policy: DecisionPolicy, records: int | None) -> str:
     """A warning for a note, where the policy's batch promise was fitted for batches larger than this one: a smaller
     batch strays further from the rate by chance, so the promise does not carry over ('' otherwise)."""
-    target = Targets.model_validate(policy.fitted["targets"]).batch if policy.fitted else None
+    target = batch_target(policy)
     if target is None or records is None or records >= target.records:
         return ""
     return (
@@ -245,8 +245,8 @@ def for_batch(
         return as_fitted(str(exc))
     adjusted = {uri: score_probabilities(p, classes) for uri, p in zip(photos, adapted.probabilities)}
     note = "the policy fitted again for this batch's count distribution, estimated from its photos"
-    if (target := (adapted.policy.fitted or {})["targets"].get("batch")) is not None:
-        note += f", and for batches of its {target['records']:,} records"
+    if (target := batch_target(adapted.policy)) is not None:
+        note += f", and for batches of its {target.records:,} records"
     batch = BatchAdjustment(fitted_prior=adapted.fitted_prior, batch_prior=adapted.batch_prior, note=note)
     return scores | adjusted, adapted.policy, batch
 
