@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bintally.reconcile.binomial import batch_share_above, log_choose
+from bintally.reconcile.binomial import batch_share_above, binomial_cdfs
 
 
 def test_tiny_batches_match_the_hand_worked_sums():
@@ -48,7 +48,9 @@ def test_a_batch_of_811_records_against_a_seeded_simulation():
     assert batch_share_above(4000, 0.05, 0.045, 0.08) < computed / 3
 
 
-def test_log_choose_refuses_more_than_n():
-    assert np.exp(log_choose(5, 5)) == pytest.approx([1, 5, 10, 10, 5, 1])
+def test_binomial_cdfs_match_the_hand_worked_sums_and_refuse_more_than_n():
+    by_hand = np.cumsum([math.comb(5, j) * 0.3**j * 0.7 ** (5 - j) for j in range(4)])
+    assert binomial_cdfs(5, 0.3, 3) == pytest.approx(by_hand)
+    assert binomial_cdfs(5, 0.3, 5)[-1] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="k <= n"):
-        log_choose(5, 6)
+        binomial_cdfs(5, 0.3, 6)

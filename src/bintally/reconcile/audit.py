@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from bintally.reconcile.binomial import binomial_cdfs, log_choose
+from bintally.reconcile.binomial import binomial_cdfs
 from bintally.reconcile.fit import BatchTarget, batch_target
 from bintally.reconcile.policy import DecisionPolicy, Reconciliation
 
@@ -61,10 +61,10 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if k == n:
         return 1.0
-    coefficients, low, high = log_choose(n, k), 0.0, 1.0
+    low, high = 0.0, 1.0
     while high - low > 1e-12:
         mid = (low + high) / 2
-        low, high = (mid, high) if binomial_cdfs(n, mid, coefficients)[-1] > 1 - confidence else (low, mid)
+        low, high = (mid, high) if binomial_cdfs(n, mid, k)[-1] > 1 - confidence else (low, mid)
     return high
 
 
@@ -76,7 +76,7 @@ def wrong_at_most(accepted: int, promised: float, confidence: float = 0.95) -> i
         raise ValueError(f"need 0 < promised < 1 and 0 < confidence < 1, got {promised} and {confidence}")
     if accepted == 0:
         return 0
-    cdfs = binomial_cdfs(accepted, promised, log_choose(accepted, accepted))
+    cdfs = binomial_cdfs(accepted, promised, accepted)
     return min(int(np.searchsorted(cdfs, confidence)), accepted)  # rounding can leave the last CDF a hair under 1
 
 

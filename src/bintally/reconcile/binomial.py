@@ -19,20 +19,22 @@ def log_factorials(n: int) -> np.ndarray:
     return np.r_[0.0, np.cumsum(np.log(np.arange(1, n + 1)))]
 
 
-def log_choose(n: int, k: int) -> np.ndarray:
-    """log C(n, j) for j = 0..k (k <= n)."""
+def log_pmf(trials: int | np.ndarray, p: float, j: np.ndarray) -> np.ndarray:
+    """log P(X = j) for X ~ Binomial(trials, p), 0 < p < 1, broadcast over whole numbers `trials` and `j`
+    (-inf where j > trials; j may not pass the largest of `trials`)."""
+    logf = log_factorials(int(np.max(trials)))
+    rest = np.maximum(trials - j, 0)
+    terms = logf[trials] - logf[j] - logf[rest] + j * math.log(p) + rest * math.log1p(-p)
+    return np.where(j <= trials, terms, -np.inf)
+
+
+def binomial_cdfs(n: int, p: float, k: int) -> np.ndarray:
+    """P(X <= j) for j = 0..k (k <= n), X ~ Binomial(n, p) with 0 < p < 1."""
     if not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    logf, j = log_factorials(n), np.arange(k + 1)
-    return logf[n] - logf[j] - logf[n - j]
-
-
-def binomial_cdfs(n: int, p: float, log_coefficients: np.ndarray) -> np.ndarray:
-    """P(X <= j) for j = 0..k, X ~ Binomial(n, p) with 0 < p < 1, from `log_choose(n, k)`."""
-    j = np.arange(len(log_coefficients))
-    log_pmf = log_coefficients + j * math.log(p) + (n - j) * math.log1p(-p)
-    top = log_pmf.max()
-    return np.minimum(math.exp(top) * np.cumsum(np.exp(log_pmf - top)), 1.0)
+    terms = log_pmf(n, p, np.arange(k + 1))
+    top = terms.max()
+    return np.minimum(math.exp(top) * np.cumsum(np.exp(terms - top)), 1.0)
 
 
 def batch_share_above(records: int, accepted: float, wrong: float, cap: float) -> float:
@@ -44,11 +46,8 @@ def batch_share_above(records: int, accepted: float, wrong: float, cap: float) -
     sum over A of P(A) P(more than floor(cap A) wrong | A)."""
     if records < 1 or accepted <= 0 or wrong <= 0 or cap >= 1:
         return 0.0
-    logf, n = log_factorials(records), np.arange(1, records + 1)
-    if accepted >= 1:
-        chance = (n == records).astype(float)
-    else:
-        chance = np.exp(logf[records] - logf[n] - logf[records - n] + n * math.log(accepted) + (records - n) * math.log1p(-accepted))
+    n = np.arange(1, records + 1)
+    chance = (n == records).astype(float) if accepted >= 1 else np.exp(log_pmf(records, accepted, n))
     keep = chance > NEGLIGIBLE
     if not keep.any():
         return 0.0
@@ -59,7 +58,5 @@ def batch_share_above(records: int, accepted: float, wrong: float, cap: float) -
     allowed = np.floor(cap * n + 1e-9).astype(int)
     mean, sd = n * wrong, np.sqrt(n * wrong * (1 - wrong))
     j = np.arange(max(int((mean - SPAN * sd).min()), 0), int(min(allowed.max(), (mean + SPAN * sd).max())) + 1)
-    rest = np.maximum(n[:, None] - j, 0)
-    log_pmf = logf[n][:, None] - logf[j] - logf[rest] + j * math.log(wrong) + rest * math.log1p(-wrong)
-    within = np.where(j <= allowed[:, None], np.exp(log_pmf), 0.0).sum(axis=1)
+    within = np.where(j <= allowed[:, None], np.exp(log_pmf(n[:, None], wrong, j)), 0.0).sum(axis=1)
     return float((chance * np.clip(1 - within, 0, 1)).sum())
