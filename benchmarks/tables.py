@@ -477,15 +477,18 @@ SCREEN = {
 }
 INPUT_SIZES = [f"accuracy-cpu-screen-image-size{s}-limit-train1132-seed0-best.json" for s in (160, 224, 256, 320)]
 EMA_1_5 = "accuracy-cpu-full-image-size224-epochs10-best-ema.json"
+# The default model of the README: the default recipe trained on 2 CPU cores (the H200 run's files keep their tables).
+DEFAULT_EVALUATED, DEFAULT_DECIDED = "evaluate-cpu-default-whole-range-test.json", "decisions-cpu-default-whole-range.json"
 
 # marker -> (renderer, result files, keyword arguments)
 TABLES: dict[str, tuple[Renderer, list[str], dict]] = {
     "headline": (
         headline,
-        ["evaluate-default-whole-range-test.json", "decisions-default-whole-range.json", "inference-intel-xeon-amx-7bit.json", EMA_1_5],
+        [DEFAULT_EVALUATED, DEFAULT_DECIDED, "inference-intel-xeon-amx-7bit.json", EMA_1_5],
         {},
     ),
-    "whole-range": (whole_range, ["evaluate-default-whole-range-test.json"], {}),
+    "whole-range": (whole_range, [DEFAULT_EVALUATED], {}),
+    "whole-range-h200": (whole_range, ["evaluate-default-whole-range-test.json"], {}),
     "top-class": (stored, ["top-class-val.json"], {}),
     "quickstart-whole-range": (quickstart_whole_range, ["quickstart-whole-range.json"], {}),
     "accuracy-default": (accuracy_runs, ["accuracy-cpu-default-best.json"], {"labels": ["the tuned default, 224 px, 10 epochs"]}),
@@ -565,13 +568,14 @@ TABLES: dict[str, tuple[Renderer, list[str], dict]] = {
     "input-pipeline": (input_pipeline, ["input-pipeline-intel-xeon.json"], {}),
     "gpu-rate": (gpu_rate, ["gpu-rate-h200.json"], {}),
     "shards-vs-files": (stored, ["shards-vs-files.json"], {}),
-    "decisions-whole-range": (stored, ["decisions-default-whole-range.json"], {}),
-    "decisions-whole-range-drawn": (stored, ["decisions-default-whole-range.json"], {"field": "drawn_table"}),
+    "decisions-whole-range": (stored, [DEFAULT_DECIDED], {}),
+    "decisions-whole-range-drawn": (stored, [DEFAULT_DECIDED], {"field": "drawn_table"}),
+    "decisions-h200-summary": (batch_targets, ["decisions-default-whole-range.json"], {}),
     "decisions-quickstart-summary": (batch_targets, ["decisions-quickstart-whole-range.json"], {}),
-    "decisions-cpu-default-summary": (batch_targets, ["decisions-cpu-default-whole-range.json"], {}),
-    "decisions-batch-formula": (batch_formula, ["decisions-cpu-default-whole-range.json"], {}),
+    "decisions-cpu-default-summary": (batch_targets, [DEFAULT_DECIDED], {}),
+    "decisions-batch-formula": (batch_formula, [DEFAULT_DECIDED], {}),
     "accept-ceiling": (stored, ["accept-ceiling-val.json"], {}),
-    "decisions-whole-range-batches": (stored, ["decisions-default-whole-range.json"], {"field": "batch_table"}),
+    "decisions-whole-range-batches": (stored, [DEFAULT_DECIDED], {"field": "batch_table"}),
     "decisions-earlier": (stored, ["decisions-best-ema-flips.json"], {}),
     "decisions-earlier-confidence50": (stored, ["decisions-best-ema-flips-confidence50.json"], {}),
 }
