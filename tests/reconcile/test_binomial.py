@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bintally.reconcile.binomial import batch_share_above, binomial_cdfs
+from bintally.reconcile.binomial import batch_share_above, binomial_cdfs, log_pmf
 
 
 def test_tiny_batches_match_the_hand_worked_sums():
@@ -54,3 +54,11 @@ def test_binomial_cdfs_match_the_hand_worked_sums_and_refuse_more_than_n():
     assert binomial_cdfs(5, 0.3, 5)[-1] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="k <= n"):
         binomial_cdfs(5, 0.3, 6)
+
+
+def test_log_pmf_broadcasts_trials_against_counts_and_is_zero_past_the_trials():
+    """Rows of 2 and 3 trials against counts 0..3: each row is its binomial, and 3 of 2 trials has no chance."""
+    table = np.exp(log_pmf(np.array([[2], [3]]), 0.4, np.arange(4)))
+    by_hand = [[math.comb(n, j) * 0.4**j * 0.6 ** (n - j) if j <= n else 0.0 for j in range(4)] for n in (2, 3)]
+    assert table == pytest.approx(np.array(by_hand))
+    assert table[0, 3] == 0.0
