@@ -575,6 +575,7 @@ TABLES: dict[str, tuple[Renderer, list[str], dict]] = {
     "decisions-cpu-default-summary": (batch_targets, [DEFAULT_DECIDED], {}),
     "decisions-batch-formula": (batch_formula, [DEFAULT_DECIDED], {}),
     "accept-ceiling": (stored, ["accept-ceiling-val.json"], {}),
+    "accept-ceiling-cpu-default": (stored, ["accept-ceiling-cpu-default-val.json"], {}),
     "decisions-whole-range-batches": (stored, [DEFAULT_DECIDED], {"field": "batch_table"}),
     "decisions-earlier": (stored, ["decisions-best-ema-flips.json"], {}),
     "decisions-earlier-confidence50": (stored, ["decisions-best-ema-flips-confidence50.json"], {}),
