@@ -429,6 +429,7 @@ def headline(files: list[str]) -> list[str]:
             f"{pct(fitted['accepted'])} / {pct(fitted['review'])} / {pct(fitted['flagged'])}",
         ],
         ["accepted records that are wrong (promise: at most 5%)", pct(fitted["accepted_error"])],
+        ["correct records flagged as mismatches (promise: at most 5%)", pct(fitted["false_flags"])],
     ]
     if decided.get("drawn"):  # record sets of the test bins drawn one by one: how often one passes the bound
         d = decided["drawn"]["as fitted"]["all"]

@@ -96,7 +96,7 @@ def serve_cmd(
 @app.command("predict")
 def predict_cmd(
     model: Annotated[str, typer.Argument(help="model artifact directory (path or URL)")],
-    inputs: Annotated[list[str], typer.Argument(help="photos, folders, globs or s3:// prefixes")],
+    inputs: Annotated[list[str], typer.Argument(help="photos, folders, globs, s3:// prefixes or manifests (.parquet)")],
     out: Annotated[str, typer.Option("--out", help="CSV to write (local; with --ray also .parquet); rerun to resume")],
     backend: BackendOpt = "onnx",
     precision: PrecisionOpt = "auto",
@@ -108,7 +108,7 @@ def predict_cmd(
     ray_actors: RayActorsOpt = None,
     ray_actor_cpus: RayActorCpusOpt = RayConfig.model_fields["cpus_per_actor"].default,
 ) -> None:
-    """Count the objects in every photo under folders, globs and s3:// prefixes: one CSV row per photo.
+    """Count the objects in every photo under folders, globs, s3:// prefixes and manifests: one CSV row per photo.
 
     With --ray the photos are scored on a Ray cluster; OUT gets the merged rows (CSV, or Parquet for a
     .parquet name) and OUT.shards/ what each part of the run scored, so a rerun scores only what is missing."""
