@@ -193,14 +193,18 @@ class ReconcileReport(BaseModel):
     spread: BatchSpread | None = None  # how far this batch's accepted records may stray from the promise by chance
 
 
+def scoring_precision(cfg: ReconcileConfig) -> Precision:
+    """The precision a reconcile run scores in: as asked, except that with --adjust-to-batch `auto` means fp32. The
+    policy fitted again for the batch was never checked on int8's probabilities (the export's check judged the
+    artifact's own policy); int8, asked for, is scored as asked, with a warning."""
+    if cfg.adjust_to_batch and cfg.precision == "int8":
+        log.warning("--adjust-to-batch with --precision int8: the policy fitted for the batch was not checked on int8")
+    return "fp32" if cfg.adjust_to_batch and cfg.precision == "auto" else cfg.precision
+
+
 def _scores(cfg: ReconcileConfig, uris: list[str], classes: CountClasses) -> dict[str, CountScore | str]:
     """Each photo's score or error: in this process, or on Ray (resuming from `<out>.shards`, removed once `out` is written)."""
-    # The policy fitted again for the batch was never checked on int8's probabilities (the export's check judged
-    # the artifact's own policy): auto scores in fp32; int8, asked for, is scored as asked.
-    if cfg.adjust_to_batch and cfg.precision == "auto":
-        cfg = cfg.model_copy(update={"precision": "fp32"})
-    elif cfg.adjust_to_batch and cfg.precision == "int8":
-        log.warning("--adjust-to-batch with --precision int8: the policy fitted for the batch was not checked on int8")
+    cfg = cfg.model_copy(update={"precision": scoring_precision(cfg)})
     if cfg.ray is None:
         predictor = load_model(cfg.model, cfg.backend, cfg.precision)
         return {uri: s for batch in score_images(predictor, uris, cfg.batch_size, endpoint_url=cfg.endpoint_url) for uri, s in batch}
