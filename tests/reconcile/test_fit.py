@@ -51,7 +51,7 @@ def test_fitting_finds_the_thresholds_that_separate_a_clean_model():
     accept every correct record within the 5% error target, and what its report says it does is what it does."""
     truths = [c for c in CLASSES for _ in range(20)]
     records = simulate(confident(truths, 0.9), truths, CLASSES, RecordErrors())
-    assert fit_accept(records, "match", 0.05) == (pytest.approx(0.9), pytest.approx(0.8))
+    assert fit_accept(records, "match", 0.05) == (pytest.approx(0.9), pytest.approx(0.8), None)
     exact = outcome(records, DecisionPolicy(accept_at=0.9, flag_at=0.025))
     assert exact.accepted == pytest.approx(0.8) and exact.accepted_error == 0.0
     assert exact.false_flags == 0.0 and exact.recall == {"1": 1.0, "2": 1.0, "3": 1.0, "2+": 1.0} and exact.review == 0.0
@@ -83,7 +83,7 @@ def test_the_lowest_threshold_that_meets_the_error_target_wins_even_past_a_worse
         confused[i, t if t < 5 else t - 2] = 0.5
     probs, errors = np.vstack([confident(truths, 0.9), confused]), RecordErrors()
     records = simulate(probs, truths + truths, CLASSES, errors)
-    threshold, accepted = fit_accept(records, "match", 0.06)
+    threshold, accepted, _ = fit_accept(records, "match", 0.06)
     assert threshold == pytest.approx(0.2) and outcome(records, DecisionPolicy(accept_at=0.2, flag_at=None)).accepted_error <= 0.06
     for worse in (0.5, 0.1):
         assert outcome(records, DecisionPolicy(accept_at=worse, flag_at=None)).accepted_error > 0.06
@@ -103,7 +103,7 @@ def test_the_posterior_statistic_wins_where_doubt_sits_beside_the_record():
     sure[3], near[[2, 3, 4]], far[[0, 3, 6]] = 0.9, [0.3, 0.4, 0.3], [0.3, 0.4, 0.3]
     probs = np.vstack([np.tile(sure, (20, 1)), np.tile(near, (20, 1)), np.tile(far, (20, 1))])
     records = simulate(probs, truths, classes, RecordErrors())
-    by_match, by_posterior = (fit_accept(records, s, 0.07)[1] for s in ("match", "record_correct"))
+    by_match, by_posterior = (fit_accept(records, s, 0.07).accepted for s in ("match", "record_correct"))
     assert by_posterior > by_match
     policy = fit_policy(probs, truths, classes, Targets(max_accepted_error=0.07, confidence=None), RecordErrors())
     assert policy.accept_statistic == "record_correct" and policy.fitted["accepted"]["record_correct"] == pytest.approx(by_posterior)
@@ -117,8 +117,8 @@ def test_with_confidence_the_target_holds_in_that_share_of_resamples_and_costs_a
     truths = [int(c) for c in rng.integers(1, 6, 200)]
     probs = np.vstack([confident([t], p)[0] for t, p in zip(truths, rng.uniform(0.2, 0.9, 200))])
     records = simulate(probs, truths, CLASSES, RecordErrors())
-    point, point_share = fit_accept(records, "match", 0.05)
-    sure, sure_share = fit_accept(records, "match", 0.05, confidence=0.95)
+    point, point_share, _ = fit_accept(records, "match", 0.05)
+    sure, sure_share, _ = fit_accept(records, "match", 0.05, confidence=0.95)
     assert point is not None and sure is not None and sure > point and sure_share < point_share
     weights = resampled_weights(records)
     chosen = records.stats["match"] >= sure
@@ -145,7 +145,7 @@ def test_a_batch_target_holds_each_batch_under_its_cap_and_costs_acceptance_only
     records = simulate(probs, truths, CLASSES, RecordErrors())
 
     def fitted(batch: BatchTarget | None) -> tuple[float, float]:
-        threshold, accepted = fit_accept(records, "match", 0.05, batch=batch)
+        threshold, accepted, _ = fit_accept(records, "match", 0.05, batch=batch)
         error = outcome(records, DecisionPolicy(accept_at=threshold, flag_at=None)).accepted_error
         assert error is not None and error <= 0.05
         return accepted, error
@@ -174,7 +174,7 @@ def test_a_resample_that_accepts_nothing_does_not_meet_the_target():
     records = simulate(probs, records_of, CLASSES, RecordErrors())
     draws = np.vstack([np.ones((90, 40)), np.tile(np.r_[np.zeros(20), np.full(20, 2.0)], (10, 1))])  # [draws, bins]
     assert fit_accept(records, "match", 0.05)[0] == pytest.approx(0.9)
-    assert fit_accept(records, "match", 0.05, confidence=0.95, resampled=records.weight * draws[:, records.bin]) == (None, 0.0)
+    assert fit_accept(records, "match", 0.05, confidence=0.95, resampled=records.weight * draws[:, records.bin]) == (None, 0.0, None)
 
 
 def test_a_threshold_needs_the_support_of_enough_bins_not_records():

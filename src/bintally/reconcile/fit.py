@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -222,13 +222,10 @@ def batch_chance(batch: BatchTarget, accepted: np.ndarray, error: np.ndarray) ->
     return float(np.mean([batch_share_above(batch.records, a, e, batch.max_error) for a, e in pairs]))
 
 
-def accepted_rates(records: Records, accepted: np.ndarray, resampled: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The share of records `accepted` and the share of those wrong: as simulated, or per resample of `resampled`
-    [draws, R] (a resample accepting none is wrong at 1, as in `accept_curve`)."""
-    w = records.weight if resampled is None else resampled
-    taken = (w * accepted).sum(axis=-1)
-    wrong = (w * (accepted & (records.error > 0))).sum(axis=-1)
-    return taken / w.sum(axis=-1), np.where(taken > 0, wrong / np.maximum(taken, 1e-12), 1.0)
+class AcceptFit(NamedTuple):
+    threshold: float | None  # None: no threshold meets the targets (never accepts)
+    accepted: float  # the share of records it accepts
+    batches_over_cap: float | None = None  # with a batch target: its `batch_chance` (0 where it never accepts)
 
 
 def fit_accept(
@@ -238,10 +235,11 @@ def fit_accept(
     confidence: float | None = None,
     resampled: np.ndarray | None = None,
     batch: BatchTarget | None = None,
-) -> tuple[float | None, float]:
+) -> AcceptFit:
     """The lowest threshold (the most records accepted) whose accepted records meet `max_error` (in expectation,
     or in `confidence` of bootstrap resamples: `resampled`, drawn here if not given) and `batch` (`batch_chance`: over
-    the resamples, or at the rates measured without them), and the share it accepts; (None, 0) if none does."""
+    the resamples, or at the rates measured without them), the share it accepts and its batch chance; (None, 0) if
+    none does."""
     thresholds, accepted, error, support = accept_curve(records, statistic)
     rates = accepted, error  # each [T], or [draws, T] with resamples: the rates a batch is judged at
     if confidence is not None:
@@ -250,14 +248,13 @@ def fit_accept(
         error = np.quantile(drawn_error, confidence, axis=0)
         rates = drawn_accepted / weights.sum(axis=-1, keepdims=True), drawn_error
 
-    def keeps_batches(i: int) -> bool:
-        return batch is None or batch_chance(batch, rates[0][..., i], rates[1][..., i]) <= 1 - batch.share
-
     ok = np.flatnonzero((error <= max_error) & (support >= MIN_SUPPORT))
-    best = next((i for i in ok[::-1] if keeps_batches(i)), None)  # loosest first: the batch sum runs until one passes
-    if best is None:
-        return None, 0.0
-    return float(thresholds[best]), float(accepted[best])
+    if batch is None:
+        return AcceptFit(float(thresholds[ok[-1]]), float(accepted[ok[-1]])) if len(ok) else AcceptFit(None, 0.0)
+    for i in ok[::-1]:  # loosest first: the batch sum runs until one passes
+        if (over := batch_chance(batch, rates[0][..., i], rates[1][..., i])) <= 1 - batch.share:
+            return AcceptFit(float(thresholds[i]), float(accepted[i]), over)
+    return AcceptFit(None, 0.0, 0.0)
 
 
 def fit_flag(
@@ -296,9 +293,9 @@ class FitReport(BaseModel):
     notes: list[str]
 
 
-def best_of(scores: Mapping[S, tuple[float | None, float]], names: Sequence[S]) -> S:
+def best_of(scores: Mapping[S, float], names: Sequence[S]) -> S:
     """The name with the highest score; ties (to rounding) go to the first listed, the simpler one."""
-    return max(names, key=lambda s: (round(scores[s][1], 9), -names.index(s)))
+    return max(names, key=lambda s: (round(scores[s], 9), -names.index(s)))
 
 
 def fit_policy(
@@ -318,12 +315,15 @@ def fit_policy(
     records = simulate(probabilities, true_counts, classes, errors, bin_weights)
     c, resampled = targets.confidence, resampled_weights(records) if targets.confidence is not None else None  # drawn once
     accepting = {s: fit_accept(records, s, targets.max_accepted_error, c, resampled, targets.batch) for s in accept_statistics}
-    accept_statistic = best_of(accepting, accept_statistics)
-    accepted = accepts(records.stats[accept_statistic], accepting[accept_statistic][0]) & records.acceptable
+    shares = {s: fit.accepted for s, fit in accepting.items()}
+    accept_statistic = best_of(shares, accept_statistics)
+    chosen = accepting[accept_statistic]
+    accepted = accepts(records.stats[accept_statistic], chosen.threshold) & records.acceptable
     flagging = {s: fit_flag(records, s, targets.max_false_flags, accepted, c, resampled) for s in flag_statistics}
-    flag_statistic = best_of(flagging, flag_statistics)
+    recalls = {s: recall for s, (_, recall) in flagging.items()}
+    flag_statistic = best_of(recalls, flag_statistics)
     notes = []
-    if accepting[accept_statistic][0] is None:
+    if chosen.threshold is None:
         b = targets.batch
         per_batch = "" if b is None else f", and {b.max_error:.0%} in {b.share:.0%} of batches of {b.records:,} records"
         notes.append(f"no threshold keeps accepted records within {targets.max_accepted_error:.0%} wrong{per_batch}: never accepts")
@@ -332,7 +332,7 @@ def fit_policy(
     policy = _separate(
         DecisionPolicy.model_construct(
             accept_statistic=accept_statistic,
-            accept_at=accepting[accept_statistic][0],
+            accept_at=chosen.threshold,
             flag_statistic=flag_statistic,
             flag_at=flagging[flag_statistic][0],
             errors=errors,
@@ -346,11 +346,11 @@ def fit_policy(
         bins=len(true_counts),
         split=split,
         manifest_digest=manifest_digest,
-        accepted={s: a for s, (_, a) in accepting.items()},
-        recall_2plus={s: r for s, (_, r) in flagging.items()},
+        accepted=shares,
+        recall_2plus=recalls,
         outcome=fitted,
         by_range=outcome_by_range(records, policy, CountClasses.of(classes)),
-        batches_over_cap=None if targets.batch is None else batch_chance(targets.batch, *accepted_rates(records, accepted, resampled)),
+        batches_over_cap=chosen.batches_over_cap,
         notes=notes,
     )
     return DecisionPolicy.model_validate(policy.model_dump() | {"fitted": report.model_dump(mode="json")})
