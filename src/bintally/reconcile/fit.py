@@ -223,6 +223,8 @@ def batch_chance(batch: BatchTarget, accepted: np.ndarray, error: np.ndarray) ->
 
 
 class AcceptFit(NamedTuple):
+    """An accept statistic's fitted threshold, what it accepts, and how often its batches pass a batch target's cap."""
+
     threshold: float | None  # None: no threshold meets the targets (never accepts)
     accepted: float  # the share of records it accepts
     batches_over_cap: float | None = None  # with a batch target: its `batch_chance` (0 where it never accepts)
@@ -238,8 +240,8 @@ def fit_accept(
 ) -> AcceptFit:
     """The lowest threshold (the most records accepted) whose accepted records meet `max_error` (in expectation,
     or in `confidence` of bootstrap resamples: `resampled`, drawn here if not given) and `batch` (`batch_chance`: over
-    the resamples, or at the rates measured without them), the share it accepts and its batch chance; (None, 0) if
-    none does."""
+    the resamples, or at the rates measured without them), the share it accepts and its batch chance;
+    `AcceptFit(None, 0.0, 0.0)` if none does (`batches_over_cap` None without a batch target)."""
     thresholds, accepted, error, support = accept_curve(records, statistic)
     rates = accepted, error  # each [T], or [draws, T] with resamples: the rates a batch is judged at
     if confidence is not None:
