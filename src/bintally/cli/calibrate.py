@@ -9,7 +9,7 @@ import typer
 from bintally.cli.app import app, console, make_config, reported_errors
 from bintally.cli.reconcile import ERRORS, TARGETS, parse_sizes
 from bintally.evaluate.calibrate import CalibrateConfig, calibrate
-from bintally.reconcile.fit import BatchTarget, Targets
+from bintally.reconcile.fit import BatchTarget, Targets, batch_target
 from bintally.reconcile.policy import RecordErrors
 
 BATCH = {name: BatchTarget.model_fields[name].default for name in ("max_error", "share")}
@@ -78,10 +78,10 @@ def calibrate_cmd(
             f"on {r.split}: accepts {o['accepted']:.1%} of records ({error} of them wrong), flags {o['false_flags']:.1%} of correct "
             f"records and {o['recall']['2+']:.1%} of those off by 2+, sends {o['review']:.1%} to review"
         )
-    if (target := fitted.get("targets", {}).get("batch")) and o.get("accepted"):
+    if (target := batch_target(result.policy)) and o.get("accepted"):
         console.print(
-            f"  batches of {target['records']:,} records: over {target['max_error']:.0%} of the accepted ones wrong in "
-            f"{fitted['batches_over_cap']:.1%} of them (at most {1 - target['share']:.0%} allowed)"
+            f"  batches of {target.records:,} records: over {target.max_error:.0%} of the accepted ones wrong in "
+            f"{fitted['batches_over_cap']:.1%} of them (at most {1 - target.share:.0%} allowed)"
         )
     for name, part in fitted.get("by_range", {}).items():
         error = "-" if part["accepted_error"] is None else f"{part['accepted_error']:.1%}"
